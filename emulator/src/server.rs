@@ -309,10 +309,26 @@ fn parse_json_body(body: &Bytes) -> Result<Option<Value>, ()> {
     serde_json::from_slice(body).map(Some).map_err(|_| ())
 }
 
-/// The one axum handler: everything arrives here.
-async fn entry(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+/// Marks a response that must never be sent: the connection is to be dropped instead.
+#[derive(Clone, Copy, Debug)]
+struct DropConnection;
+
+/// The one axum handler: everything arrives here. A drop never returns: the connection task,
+/// told to stop, drops this future with the connection, so no byte of an answer is written.
+async fn entry(state: State<Arc<Shared>>, request: Request) -> Response {
+    let kill = request.extensions().get::<ConnectionKill>().cloned();
+    let response = respond(state, request).await;
+    if response.extensions().get::<DropConnection>().is_some() {
+        if let Some(ConnectionKill(notify)) = kill {
+            notify.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
+    response
+}
+
+async fn respond(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let kill = parts.extensions.get::<ConnectionKill>().cloned();
     let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
         .await
         .unwrap_or_default();
@@ -335,7 +351,7 @@ async fn entry(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let reply_for = |attempt_outcome: Outcome, graph_envelope: bool| match attempt_outcome {
         Outcome::Answer(reply) => finish(reply, &ctx, graph_envelope),
-        Outcome::Drop => dropped(kill.clone()),
+        Outcome::Drop => dropped(),
     };
     match segments.as_slice() {
         [tenant, "oauth2", "v2.0", "token"] => {
@@ -516,17 +532,15 @@ fn authenticate(
     })
 }
 
-/// Closes the connection the request came on, answering nothing.
-fn dropped(kill: Option<ConnectionKill>) -> Response {
-    if let Some(ConnectionKill(notify)) = kill {
-        notify.notify_one();
-    }
-    // The connection task drops this response unsent; should it get here, a bare 500 says so.
-    Response::builder()
+/// A response marked for dropping; `entry` never lets it out.
+fn dropped() -> Response {
+    let mut response = Response::builder()
         .status(StatusCode::INTERNAL_SERVER_ERROR)
         .header("connection", "close")
         .body(Body::empty())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    response.extensions_mut().insert(DropConnection);
+    response
 }
 
 /// Turns a reply into an HTTP response with Microsoft's envelope headers.

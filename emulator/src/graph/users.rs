@@ -118,7 +118,8 @@ fn weak_password() -> GraphError {
 }
 
 /// The default Entra password policy: 8–256 characters, three of four classes, no part of the
-/// UPN's alias, none of a few banned words.
+/// UPN's alias, none of a few banned words (matched literally, so the reference's own
+/// `N3w-Passw0rd!x` example passes).
 pub(crate) fn password_complies(password: &str, upn: &str) -> bool {
     const BANNED: &[&str] = &[
         "password", "passw0rd", "p@ssw0rd", "welcome", "qwerty", "letmein", "123456",
@@ -154,7 +155,7 @@ pub(super) fn check_upn(directory: &Directory, upn: &str) -> Result<(), GraphErr
         && !alias.ends_with('.')
         && alias
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "'.-_!#^~".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || "'.-_!#^~$".contains(c));
     let domain_ok = !domain.is_empty()
         && domain
             .chars()

@@ -1,3 +1,22 @@
-//! moss-store: durable local state on sled (outbox, ledger, per-user versions, mapping).
+//! moss-store: durable local state on sled (outbox, ledger, per-user versions).
 //!
-//! The only crate that names sled. It stores bytes and small records; it never knows RabbitMQ or Microsoft.
+//! The only crate that names sled. It stores bytes and small records; it never knows RabbitMQ or
+//! Microsoft. Every write a caller relies on for durability (an outbox append before the
+//! producer answers 202, a ledger entry before a worker acks) is fsynced before the call returns;
+//! `tests/outbox_crash.rs` kills a writer with SIGKILL hundreds of times to hold sled to that.
+//!
+//! Layout inside the one sled database: a tree `outbox/<name>` per outbox (key: big-endian id
+//! from sled's monotonic generator), `ledger` (event id → JSON [`AppliedRecord`]) and
+//! `versions` (subject → big-endian last applied sequence).
+
+mod error;
+mod ledger;
+mod outbox;
+mod store;
+
+pub use error::StoreError;
+pub use ledger::{
+    AppliedEvent, AppliedRecord, AppliedResult, Ledger, RecordOutcome, VersionUpdate, Versions,
+};
+pub use outbox::{Outbox, OutboxEntry, OutboxId, OutboxWatch, WatchWake};
+pub use store::Store;

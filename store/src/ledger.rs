@@ -1,0 +1,336 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
+
+use crate::error::{SledResultExt, StoreError};
+use crate::outbox::{Outbox, OutboxId};
+use crate::store::Store;
+
+/// How an event ended, as the ledger remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppliedResult {
+    /// The worker changed the tenant.
+    Applied,
+    /// The tenant already was in the desired state (e.g. "already exists" with our anchor).
+    DoneBefore,
+    /// The event was dead-lettered for good; a replay gets a new attempt, not a skip.
+    DeadLettered,
+}
+
+impl AppliedResult {
+    /// A dead-lettered event leaves its subject's version where it was, so that its replay
+    /// (same sequence) is applied rather than found stale.
+    #[must_use]
+    pub fn advances_version(self) -> bool {
+        match self {
+            AppliedResult::Applied | AppliedResult::DoneBefore => true,
+            AppliedResult::DeadLettered => false,
+        }
+    }
+}
+
+/// What the ledger keeps per event id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedRecord {
+    /// The directory object the event was about.
+    pub subject: String,
+    /// The event's `sequence`.
+    pub sequence: u64,
+    /// How it ended.
+    pub result: AppliedResult,
+    /// When it was recorded, milliseconds since the Unix epoch.
+    pub recorded_at_unix_ms: u64,
+}
+
+/// An event the worker has finished with, to record in one transaction with its subject's version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedEvent {
+    /// The CloudEvents `id`.
+    pub event_id: String,
+    /// The record to keep for it.
+    pub record: AppliedRecord,
+}
+
+/// What [`Store::record_applied`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// The ledger entry and the subject's version were written (and flushed).
+    Recorded,
+    /// The ledger already had this event id; nothing was written.
+    AlreadyRecorded(AppliedRecord),
+    /// The subject's version is already at or past this event's sequence; nothing was written.
+    Stale {
+        /// The subject's last applied sequence.
+        current: u64,
+    },
+}
+
+/// Event id → [`AppliedRecord`]: which events were already applied, so a redelivery is skipped.
+#[derive(Clone)]
+pub struct Ledger {
+    tree: sled::Tree,
+}
+
+impl fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ledger").finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    pub(crate) fn new(tree: sled::Tree) -> Ledger {
+        Ledger { tree }
+    }
+
+    /// The record for `event_id`, if the event was recorded.
+    pub fn get(&self, event_id: &str) -> Result<Option<AppliedRecord>, StoreError> {
+        self.tree
+            .get(event_id.as_bytes())
+            .during("read the ledger")?
+            .map(|bytes| decode_record(&bytes))
+            .transpose()
+    }
+
+    /// Forgets `event_id` (so that an operator's replay of a dead-lettered event is applied).
+    pub fn forget(&self, event_id: &str) -> Result<(), StoreError> {
+        self.tree
+            .remove(event_id.as_bytes())
+            .during("remove a ledger entry")?;
+        Ok(())
+    }
+
+    /// The number of recorded events; O(entries).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// True when nothing is recorded.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+}
+
+/// What [`Versions::compare_and_set`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionUpdate {
+    /// The version was `expected` and is now the new value (flushed).
+    Updated,
+    /// The version was not `expected`; nothing was written.
+    Conflict {
+        /// What the version actually is.
+        current: Option<u64>,
+    },
+}
+
+/// Subject → last applied `sequence`, so that a stale event is recognised.
+#[derive(Clone)]
+pub struct Versions {
+    store: Store,
+    tree: sled::Tree,
+}
+
+impl fmt::Debug for Versions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Versions").finish_non_exhaustive()
+    }
+}
+
+impl Versions {
+    pub(crate) fn new(store: Store, tree: sled::Tree) -> Versions {
+        Versions { store, tree }
+    }
+
+    /// The last applied sequence of `subject`.
+    pub fn get(&self, subject: &str) -> Result<Option<u64>, StoreError> {
+        self.tree
+            .get(subject.as_bytes())
+            .during("read a version")?
+            .map(|bytes| decode_version(&bytes))
+            .transpose()
+    }
+
+    /// Sets `subject`'s version to `new` only if it is `expected` now (`None`: no version yet).
+    /// Flushed before it returns when it updates.
+    pub fn compare_and_set(
+        &self,
+        subject: &str,
+        expected: Option<u64>,
+        new: u64,
+    ) -> Result<VersionUpdate, StoreError> {
+        let expected_bytes = expected.map(u64::to_be_bytes);
+        let swapped = self
+            .tree
+            .compare_and_swap(
+                subject.as_bytes(),
+                expected_bytes.as_ref().map(<[u8; 8]>::as_slice),
+                Some(&new.to_be_bytes()[..]),
+            )
+            .during("update a version")?;
+        match swapped {
+            Ok(()) => {
+                self.store.flush()?;
+                Ok(VersionUpdate::Updated)
+            }
+            Err(conflict) => Ok(VersionUpdate::Conflict {
+                current: conflict
+                    .current
+                    .map(|bytes| decode_version(&bytes))
+                    .transpose()?,
+            }),
+        }
+    }
+}
+
+impl Store {
+    /// Records that a worker finished with an event: the ledger entry and the subject's version
+    /// move together, in one transaction, flushed before this returns (so the worker may ack).
+    /// A [`AppliedResult::DeadLettered`] record leaves the version alone.
+    ///
+    /// A repeated event id or a sequence at or below the subject's version writes nothing and
+    /// says so. Blocking (one fsync).
+    pub fn record_applied(&self, event: &AppliedEvent) -> Result<RecordOutcome, StoreError> {
+        let (outcome, _) = self.record_applied_inner(event, None)?;
+        Ok(outcome)
+    }
+
+    /// Like [`Store::record_applied`], and in the same transaction appends `outcome_payload`
+    /// to `outbox` (the outcome event), so that an applied event always has its outcome queued.
+    /// The outbox entry is written only when the outcome is [`RecordOutcome::Recorded`].
+    pub fn record_applied_with_outcome(
+        &self,
+        event: &AppliedEvent,
+        outbox: &Outbox,
+        outcome_payload: &[u8],
+    ) -> Result<(RecordOutcome, Option<OutboxId>), StoreError> {
+        self.record_applied_inner(event, Some((outbox, outcome_payload)))
+    }
+
+    fn record_applied_inner(
+        &self,
+        event: &AppliedEvent,
+        outcome: Option<(&Outbox, &[u8])>,
+    ) -> Result<(RecordOutcome, Option<OutboxId>), StoreError> {
+        if event.event_id.is_empty() {
+            return Err(StoreError::InvalidName {
+                field: "event id",
+                reason: "it is empty".to_owned(),
+            });
+        }
+        if event.record.subject.is_empty() {
+            return Err(StoreError::InvalidName {
+                field: "subject",
+                reason: "it is empty".to_owned(),
+            });
+        }
+        let record_bytes =
+            serde_json::to_vec(&event.record).map_err(|source| StoreError::Decode {
+                record: "ledger",
+                source,
+            })?;
+        let ledger = self.ledger_tree()?;
+        let versions = self.versions_tree()?;
+        let result = match outcome {
+            None => (&ledger, &versions).transaction(|(ledger, versions)| {
+                Ok(write_applied(ledger, versions, event, &record_bytes)?.map(|()| None))
+            }),
+            Some((outbox, payload)) => {
+                // An outbox append must become visible in id order (see Store::append_order).
+                let _order = outbox.store().lock_append_order();
+                (&ledger, &versions, outbox.tree()).transaction(|(ledger, versions, outbox)| {
+                    if let Err(verdict) = write_applied(ledger, versions, event, &record_bytes)? {
+                        return Ok(Err(verdict));
+                    }
+                    let id = OutboxId::from_u64(outbox.generate_id()?);
+                    outbox.insert(&id.key()[..], payload)?;
+                    Ok(Ok(Some(id)))
+                })
+            }
+        };
+        let verdict = match result {
+            Ok(verdict) => verdict,
+            Err(TransactionError::Abort(TxVerdict::BadVersion(len))) => {
+                return Err(StoreError::Malformed {
+                    record: "version",
+                    detail: format!("value of {len} bytes, expected 8"),
+                });
+            }
+            Err(TransactionError::Abort(other)) => Err(other),
+            Err(TransactionError::Storage(error)) => {
+                return Err(StoreError::from_sled("record an applied event", error));
+            }
+        };
+        match verdict {
+            Ok(outbox_id) => {
+                self.flush()?;
+                Ok((RecordOutcome::Recorded, outbox_id))
+            }
+            Err(TxVerdict::AlreadyRecorded(bytes)) => {
+                Ok((RecordOutcome::AlreadyRecorded(decode_record(&bytes)?), None))
+            }
+            Err(TxVerdict::Stale(current)) => Ok((RecordOutcome::Stale { current }, None)),
+            Err(TxVerdict::BadVersion(len)) => Err(StoreError::Malformed {
+                record: "version",
+                detail: format!("value of {len} bytes, expected 8"),
+            }),
+        }
+    }
+}
+
+/// Checks the ledger and the version and, when the event is new and not stale, writes both.
+fn write_applied(
+    ledger: &TransactionalTree,
+    versions: &TransactionalTree,
+    event: &AppliedEvent,
+    record_bytes: &[u8],
+) -> Result<Result<(), TxVerdict>, ConflictableTransactionError<TxVerdict>> {
+    if let Some(existing) = ledger.get(event.event_id.as_bytes())? {
+        return Ok(Err(TxVerdict::AlreadyRecorded(existing.to_vec())));
+    }
+    if let Some(current) = versions.get(event.record.subject.as_bytes())? {
+        let Ok(bytes) = <[u8; 8]>::try_from(current.as_ref()) else {
+            return Err(ConflictableTransactionError::Abort(TxVerdict::BadVersion(
+                current.len(),
+            )));
+        };
+        let current = u64::from_be_bytes(bytes);
+        if current >= event.record.sequence {
+            return Ok(Err(TxVerdict::Stale(current)));
+        }
+    }
+    ledger.insert(event.event_id.as_bytes(), record_bytes)?;
+    if event.record.result.advances_version() {
+        versions.insert(
+            event.record.subject.as_bytes(),
+            &event.record.sequence.to_be_bytes()[..],
+        )?;
+    }
+    Ok(Ok(()))
+}
+
+/// Why a record transaction wrote nothing.
+enum TxVerdict {
+    AlreadyRecorded(Vec<u8>),
+    Stale(u64),
+    BadVersion(usize),
+}
+
+fn decode_record(bytes: &[u8]) -> Result<AppliedRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+        record: "ledger",
+        source,
+    })
+}
+
+fn decode_version(bytes: &[u8]) -> Result<u64, StoreError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Malformed {
+        record: "version",
+        detail: format!("value of {} bytes, expected 8", bytes.len()),
+    })?;
+    Ok(u64::from_be_bytes(array))
+}

@@ -1,0 +1,339 @@
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{SledResultExt, StoreError};
+use crate::store::Store;
+
+/// The position of an entry in an outbox. Ids only grow, across restarts too (sled's
+/// crash-safe id generator), so append order is id order; they are not contiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OutboxId(u64);
+
+impl OutboxId {
+    /// The id as a number (for logs and metrics).
+    #[must_use]
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// Rebuilds an id from [`OutboxId::get`] (e.g. carried through a channel or a test's stdout).
+    #[must_use]
+    pub fn from_u64(value: u64) -> OutboxId {
+        OutboxId(value)
+    }
+
+    /// Big-endian, so that sled's byte order is numeric order.
+    pub(crate) fn key(self) -> [u8; 8] {
+        self.0.to_be_bytes()
+    }
+
+    pub(crate) fn from_key(key: &[u8]) -> Result<OutboxId, StoreError> {
+        let bytes: [u8; 8] = key.try_into().map_err(|_| StoreError::Malformed {
+            record: "outbox",
+            detail: format!("key of {} bytes, expected 8", key.len()),
+        })?;
+        Ok(OutboxId(u64::from_be_bytes(bytes)))
+    }
+}
+
+impl fmt::Display for OutboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One stored entry, as [`Outbox::pending`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Where the entry sits; pass it to [`Outbox::remove`] once the broker confirmed it.
+    pub id: OutboxId,
+    /// The bytes given to [`Outbox::append`].
+    pub payload: Vec<u8>,
+}
+
+/// The validated name of an outbox: 1 to 64 characters of `a-z`, `0-9`, `-`, `_`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboxName(String);
+
+impl OutboxName {
+    pub(crate) fn parse(name: &str) -> Result<OutboxName, StoreError> {
+        let invalid = |reason: &str| StoreError::InvalidName {
+            field: "outbox name",
+            reason: reason.to_owned(),
+        };
+        if name.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if name.len() > 64 {
+            return Err(invalid("it is longer than 64 characters"));
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(&format!(
+                "{name:?} may contain only a-z, 0-9, '-' and '_'"
+            )));
+        }
+        Ok(OutboxName(name.to_owned()))
+    }
+
+    pub(crate) fn tree_name(&self) -> String {
+        format!("outbox/{}", self.0)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A durable queue of payloads waiting to be published: append, read in order, remove after
+/// the broker confirmed.
+///
+/// Every append is flushed to disk before it returns, so an id handed back survives a crash
+/// (kill -9, power loss after the fsync). Removals are not flushed: a removal lost in a crash
+/// only means the entry is published again, which consumers deduplicate by message id.
+///
+/// The methods without `_async` block on disk I/O; async callers use the `_async` forms or
+/// `spawn_blocking`.
+#[derive(Clone)]
+pub struct Outbox {
+    store: Store,
+    name: OutboxName,
+    tree: sled::Tree,
+}
+
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbox")
+            .field("name", &self.name.as_str())
+            .field("path", &self.store.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    pub(crate) fn new(store: Store, name: OutboxName, tree: sled::Tree) -> Outbox {
+        Outbox { store, name, tree }
+    }
+
+    pub(crate) fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// This outbox's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// Stores `payload` durably and returns its id. Blocking (one fsync).
+    pub fn append(&self, payload: &[u8]) -> Result<OutboxId, StoreError> {
+        let id = self.insert_one(payload)?;
+        self.flush_or_withdraw(&[id])?;
+        Ok(id)
+    }
+
+    /// Like [`Outbox::append`], with the fsync on sled's thread pool.
+    pub async fn append_async(&self, payload: &[u8]) -> Result<OutboxId, StoreError> {
+        let id = self.insert_one(payload)?;
+        if let Err(error) = self.store.flush_async().await {
+            self.withdraw(&[id]);
+            return Err(error);
+        }
+        Ok(id)
+    }
+
+    /// Stores every payload, atomically (all or none) and with one fsync; ids come back in
+    /// the order of `payloads`. The producer uses it so that a batch is never half stored.
+    pub fn append_all(&self, payloads: &[Vec<u8>]) -> Result<Vec<OutboxId>, StoreError> {
+        let ids = self.insert_all(payloads)?;
+        self.flush_or_withdraw(&ids)?;
+        Ok(ids)
+    }
+
+    /// Like [`Outbox::append_all`], with the fsync on sled's thread pool.
+    pub async fn append_all_async(
+        &self,
+        payloads: &[Vec<u8>],
+    ) -> Result<Vec<OutboxId>, StoreError> {
+        let ids = self.insert_all(payloads)?;
+        if let Err(error) = self.store.flush_async().await {
+            self.withdraw(&ids);
+            return Err(error);
+        }
+        Ok(ids)
+    }
+
+    /// Up to `limit` entries with an id greater than `after` (all when `None`), in append order.
+    pub fn pending(
+        &self,
+        after: Option<OutboxId>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let range = match after {
+            None => self.tree.range::<[u8; 8], _>(..),
+            Some(after) => match after.0.checked_add(1) {
+                Some(next) => self.tree.range(next.to_be_bytes()..),
+                None => return Ok(Vec::new()),
+            },
+        };
+        range
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item.during("read the outbox")?;
+                Ok(OutboxEntry {
+                    id: OutboxId::from_key(&key)?,
+                    payload: value.to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets an entry (the broker confirmed it). Removing an absent id is not an error.
+    pub fn remove(&self, id: OutboxId) -> Result<(), StoreError> {
+        self.tree
+            .remove(id.key())
+            .during("remove an outbox entry")?;
+        Ok(())
+    }
+
+    /// Forgets several entries at once (atomically).
+    pub fn remove_all(&self, ids: &[OutboxId]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.remove(&id.key());
+        }
+        self.tree.apply_batch(batch).during("remove outbox entries")
+    }
+
+    /// The number of entries waiting. Counts by walking the outbox, so it costs O(entries):
+    /// fine for `moss status`, not for every request.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// True when nothing waits.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// A watch that wakes when entries are appended, so the relay need not poll in a tight loop.
+    ///
+    /// Register the watch before reading `pending`, then wait on it: an append that lands in
+    /// between is then still seen. A relay should still bound each wait with a timeout (the
+    /// watch is a wake-up hint; the outbox itself is the truth).
+    #[must_use]
+    pub fn watch(&self) -> OutboxWatch {
+        OutboxWatch {
+            subscriber: self.tree.watch_prefix(Vec::<u8>::new()),
+        }
+    }
+
+    fn insert_one(&self, payload: &[u8]) -> Result<OutboxId, StoreError> {
+        let _order = self.store.lock_append_order();
+        let id = OutboxId(
+            self.store
+                .inner
+                .db
+                .generate_id()
+                .during("number an outbox entry")?,
+        );
+        self.tree
+            .insert(id.key(), payload)
+            .during("append to the outbox")?;
+        Ok(id)
+    }
+
+    fn insert_all(&self, payloads: &[Vec<u8>]) -> Result<Vec<OutboxId>, StoreError> {
+        let _order = self.store.lock_append_order();
+        let mut batch = sled::Batch::default();
+        let mut ids = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let id = OutboxId(
+                self.store
+                    .inner
+                    .db
+                    .generate_id()
+                    .during("number an outbox entry")?,
+            );
+            batch.insert(&id.key(), payload.as_slice());
+            ids.push(id);
+        }
+        self.tree
+            .apply_batch(batch)
+            .during("append to the outbox")?;
+        Ok(ids)
+    }
+
+    fn flush_or_withdraw(&self, ids: &[OutboxId]) -> Result<(), StoreError> {
+        if let Err(error) = self.store.flush() {
+            self.withdraw(ids);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// The caller is told the append failed, so it should not be relayed later either; if the
+    /// withdrawal itself fails the entry may still be published, which is a duplicate, not a loss.
+    fn withdraw(&self, ids: &[OutboxId]) {
+        if let Err(error) = self.remove_all(ids) {
+            tracing::warn!(outbox = self.name(), %error, "could not withdraw an unflushed append");
+        }
+    }
+}
+
+/// Wakes a relay when an outbox gets new entries. See [`Outbox::watch`].
+pub struct OutboxWatch {
+    subscriber: sled::Subscriber,
+}
+
+impl fmt::Debug for OutboxWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboxWatch").finish_non_exhaustive()
+    }
+}
+
+/// What ended a wait on an [`OutboxWatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchWake {
+    /// An entry was appended since the watch was made or last woke.
+    Appended,
+    /// The time ran out with nothing appended.
+    TimedOut,
+    /// The store is closing; stop waiting.
+    Closed,
+}
+
+impl OutboxWatch {
+    /// Waits (async, any runtime) until an entry is appended or the store closes.
+    pub async fn appended(&mut self) -> WatchWake {
+        loop {
+            match (&mut self.subscriber).await {
+                Some(sled::Event::Insert { .. }) => return WatchWake::Appended,
+                Some(sled::Event::Remove { .. }) => {}
+                None => return WatchWake::Closed,
+            }
+        }
+    }
+
+    /// Waits, blocking the thread, at most `timeout` for an append.
+    pub fn wait_blocking(&mut self, timeout: Duration) -> WatchWake {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.subscriber.next_timeout(left) {
+                Ok(sled::Event::Insert { .. }) => return WatchWake::Appended,
+                Ok(sled::Event::Remove { .. }) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return WatchWake::TimedOut,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return WatchWake::Closed,
+            }
+        }
+    }
+}

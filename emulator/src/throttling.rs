@@ -61,6 +61,14 @@ impl Bucket {
     }
 }
 
+/// The bucket that refused a request.
+#[derive(Clone, Copy, Debug)]
+enum Refusal {
+    AppWrites,
+    TenantWrites,
+    ResourceUnits,
+}
+
 /// The answer for one request.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Verdict {
@@ -124,32 +132,40 @@ impl Throttle {
         self.tenant_writes.refill(now);
 
         let units = f64::from(cost.resource_units);
-        let mut refusal = None;
-        if cost.write && !writes.has(1.0) {
-            refusal = Some((
-                writes.seconds_until(1.0),
-                format!("Tenant_Application/Write/{app_id}/{tenant_id}"),
-                "WriteLimitExceeded",
-            ));
+        // Which bucket refuses, judged before this request is counted.
+        let refused_by = if cost.write && !writes.has(1.0) {
+            Some(Refusal::AppWrites)
         } else if cost.write && !self.tenant_writes.has(1.0) {
-            refusal = Some((
-                self.tenant_writes.seconds_until(1.0),
-                format!("Tenant/Write/{app_id}/{tenant_id}"),
-                "WriteLimitExceeded",
-            ));
+            Some(Refusal::TenantWrites)
         } else if !resource_units.has(units) {
-            refusal = Some((
-                resource_units.seconds_until(units),
-                format!("Tenant_Application/ReadWrite/{app_id}/{tenant_id}"),
-                "ResourceUnitLimitExceeded",
-            ));
-        }
-        // Usage is counted whether or not the request is refused.
+            Some(Refusal::ResourceUnits)
+        } else {
+            None
+        };
+        // Usage is counted whether or not the request is refused, and Retry-After is computed
+        // after counting, so waiting that long really does leave room.
         resource_units.debit(units);
         if cost.write {
             writes.debit(1.0);
             self.tenant_writes.debit(1.0);
         }
+        let refusal = refused_by.map(|bucket| match bucket {
+            Refusal::AppWrites => (
+                writes.seconds_until(1.0),
+                format!("Tenant_Application/Write/{app_id}/{tenant_id}"),
+                "WriteLimitExceeded",
+            ),
+            Refusal::TenantWrites => (
+                self.tenant_writes.seconds_until(1.0),
+                format!("Tenant/Write/{app_id}/{tenant_id}"),
+                "WriteLimitExceeded",
+            ),
+            Refusal::ResourceUnits => (
+                resource_units.seconds_until(units),
+                format!("Tenant_Application/ReadWrite/{app_id}/{tenant_id}"),
+                "ResourceUnitLimitExceeded",
+            ),
+        });
         let mut used = resource_units.used_fraction();
         if cost.write {
             used = used

@@ -7,16 +7,21 @@
 //!
 //! Layout inside the one sled database: a tree `outbox/<name>` per outbox (key: big-endian id
 //! from sled's monotonic generator), `ledger` (event id → JSON [`AppliedRecord`]) and
-//! `versions` (subject → big-endian last applied sequence).
+//! `versions` (subject → big-endian last applied sequence); the workers add `mapping` (subject →
+//! JSON [`MappingRecord`]) and `quarantine` (subject → JSON [`QuarantineRecord`]).
 
 mod error;
 mod ledger;
+mod mapping;
 mod outbox;
+mod quarantine;
 mod store;
 
 pub use error::StoreError;
 pub use ledger::{
     AppliedEvent, AppliedRecord, AppliedResult, Ledger, RecordOutcome, VersionUpdate, Versions,
 };
+pub use mapping::{MappedKind, MappedState, Mapping, MappingRecord};
 pub use outbox::{Outbox, OutboxEntry, OutboxId, OutboxWatch, WatchWake};
+pub use quarantine::{Quarantine, QuarantineRecord};
 pub use store::Store;

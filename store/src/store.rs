@@ -4,7 +4,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{SledResultExt, StoreError};
 use crate::ledger::{Ledger, Versions};
+use crate::mapping::Mapping;
 use crate::outbox::{Outbox, OutboxName};
+use crate::quarantine::Quarantine;
 
 /// How much of the database sled keeps in memory. sled's default (1 GiB) is sized for a database
 /// server; moss keeps small records, and several moss processes may share one machine.
@@ -124,6 +126,26 @@ impl Store {
     /// The last applied sequence per subject.
     pub fn versions(&self) -> Result<Versions, StoreError> {
         Ok(Versions::new(self.clone(), self.versions_tree()?))
+    }
+
+    /// Directory subject → online object (workers).
+    pub fn mapping(&self) -> Result<Mapping, StoreError> {
+        let tree = self
+            .inner
+            .db
+            .open_tree("mapping")
+            .during("open the mapping")?;
+        Ok(Mapping::new(self.clone(), tree))
+    }
+
+    /// Subjects quarantined behind a dead-lettered event (workers).
+    pub fn quarantine(&self) -> Result<Quarantine, StoreError> {
+        let tree = self
+            .inner
+            .db
+            .open_tree("quarantine")
+            .during("open the quarantine")?;
+        Ok(Quarantine::new(self.clone(), tree))
     }
 
     pub(crate) fn ledger_tree(&self) -> Result<sled::Tree, StoreError> {

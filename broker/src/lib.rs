@@ -1,3 +1,30 @@
 //! moss-broker: everything moss says to RabbitMQ (topology, confirmed publishing, consuming).
 //!
-//! The only crate that names lapin. It never knows what an event means.
+//! The only crate that names lapin; its public API speaks moss's words ([`Topology`],
+//! [`OutgoingMessage`], [`Delivery`]) and never exposes a lapin type. It never knows what an
+//! event means: bodies are bytes, ids are strings.
+//!
+//! What it guarantees and why:
+//! - [`Broker::declare`] is idempotent and reports a queue declared with other arguments as
+//!   [`BrokerError::TopologyMismatch`] instead of a bare channel error.
+//! - Partition queues dead-letter at least once (`x-dead-letter-strategy=at-least-once` with
+//!   `x-overflow=reject-publish`, without which RabbitMQ silently falls back to at most once).
+//! - [`Publisher`] publishes mandatory with confirms; a returned (unroutable) message is
+//!   [`PublishError::Returned`], never a success, and every publish has a time limit.
+//! - [`Consumer`] uses per-consumer prefetch only and shuts down channel-first.
+
+mod broker;
+mod consumer;
+mod error;
+mod message;
+mod publisher;
+mod topology;
+
+pub use broker::{Broker, DEFAULT_CONNECT_TIMEOUT, QueueDepth};
+pub use consumer::{ConsumeError, Consumer, Delivery, SettleError};
+pub use error::{AmqpError, BrokerError};
+pub use message::{HeaderValue, Headers, OutgoingMessage, Persistence};
+pub use publisher::{DEFAULT_CONFIRM_TIMEOUT, PublishError, Publisher};
+pub use topology::{
+    DEFAULT_DELIVERY_LIMIT, DEFAULT_PARTITION_MAX_LENGTH, MAX_PARTITIONS, Topology, TopologyPrefix,
+};

@@ -1,0 +1,411 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{ConnectionProperties, ExchangeKind};
+
+use crate::consumer::Consumer;
+use crate::error::{AmqpError, BrokerError, redact_url};
+use crate::publisher::{DEFAULT_CONFIRM_TIMEOUT, Publisher};
+use crate::topology::{Topology, short};
+
+/// How long [`Broker::connect`] tries before giving up (lapin retries the TCP connect with
+/// backoff inside this window).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The heartbeat asked for when the URL names none: a dead peer is noticed within a minute.
+const DEFAULT_HEARTBEAT_SECONDS: u16 = 30;
+
+/// What [`Broker::queue_depth`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Messages ready for delivery (not counting unacknowledged ones).
+    pub ready: u32,
+    /// Consumers attached (with single active consumer, one of them is active).
+    pub consumers: u32,
+}
+
+/// One connection to RabbitMQ, with automatic connection recovery.
+///
+/// lapin recovers the connection and its channels after a network failure; it does not
+/// finish a publish that was in flight (the outbox resends) nor reopen a channel the broker
+/// closed ([`Publisher`] reopens its own, a [`Consumer`] reports it).
+pub struct Broker {
+    connection: Arc<lapin::Connection>,
+    url: String,
+}
+
+impl fmt::Debug for Broker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Broker")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// Connects to `url` (an AMQP URI; `heartbeat=30` is added when it names none) and names
+    /// the connection `connection_name` in the management UI. Must run inside a tokio runtime.
+    pub async fn connect(url: &str, connection_name: &str) -> Result<Broker, BrokerError> {
+        Broker::connect_with_timeout(url, connection_name, DEFAULT_CONNECT_TIMEOUT).await
+    }
+
+    /// Like [`Broker::connect`], giving up after `timeout`.
+    pub async fn connect_with_timeout(
+        url: &str,
+        connection_name: &str,
+        timeout: Duration,
+    ) -> Result<Broker, BrokerError> {
+        let redacted = redact_url(url);
+        let url_with_heartbeat = with_default_heartbeat(url);
+        let properties = ConnectionProperties::default()
+            .with_connection_name(connection_name.into())
+            .enable_auto_recover();
+        let connection = tokio::time::timeout(
+            timeout,
+            lapin::Connection::connect(&url_with_heartbeat, properties),
+        )
+        .await
+        .map_err(|_| BrokerError::ConnectTimedOut {
+            url: redacted.clone(),
+            seconds: timeout.as_secs(),
+        })?
+        .map_err(|source| BrokerError::Connect {
+            url: redacted.clone(),
+            source: AmqpError(source),
+        })?;
+        log_connection_events(&connection, connection_name);
+        Ok(Broker {
+            connection: Arc::new(connection),
+            url: redacted,
+        })
+    }
+
+    /// True while the connection is open (false while it is being recovered).
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.connection.status().connected()
+    }
+
+    /// Declares the topology: exchanges, the dead queue, the partition queues and their
+    /// bindings. Idempotent: declaring the same topology again changes nothing. If an object
+    /// exists with other arguments, fails with [`BrokerError::TopologyMismatch`] naming it.
+    pub async fn declare(&self, topology: &Topology) -> Result<(), BrokerError> {
+        let channel = self
+            .open_channel("open a channel to declare the topology")
+            .await?;
+        let result = declare_on(&channel, topology).await;
+        close_quietly(&channel).await;
+        result
+    }
+
+    /// Deletes every exchange and queue of the topology, with their messages (tests, the
+    /// bench, a drained re-partitioning). Deleting what does not exist is not an error.
+    pub async fn delete_topology(&self, topology: &Topology) -> Result<(), BrokerError> {
+        let channel = self
+            .open_channel("open a channel to delete the topology")
+            .await?;
+        let result = delete_on(&channel, topology).await;
+        close_quietly(&channel).await;
+        result
+    }
+
+    /// Ready messages and consumers of `queue` (a passive declare; nothing is created).
+    pub async fn queue_depth(&self, queue: &str) -> Result<QueueDepth, BrokerError> {
+        let channel = self
+            .open_channel("open a channel to inspect a queue")
+            .await?;
+        let result = channel
+            .queue_declare(
+                short(queue)?,
+                QueueDeclareOptions::default().passive(),
+                FieldTable::default(),
+            )
+            .await;
+        close_quietly(&channel).await;
+        match result {
+            Ok(declared) => Ok(QueueDepth {
+                ready: declared.message_count(),
+                consumers: declared.consumer_count(),
+            }),
+            Err(error) => Err(classify_queue_error("inspect the queue", queue, error)),
+        }
+    }
+
+    /// A publisher on its own confirm-mode channel, with [`DEFAULT_CONFIRM_TIMEOUT`].
+    pub async fn publisher(&self) -> Result<Publisher, BrokerError> {
+        self.publisher_with_confirm_timeout(DEFAULT_CONFIRM_TIMEOUT)
+            .await
+    }
+
+    /// A publisher whose publishes fail with `TimedOut` after `confirm_timeout`.
+    pub async fn publisher_with_confirm_timeout(
+        &self,
+        confirm_timeout: Duration,
+    ) -> Result<Publisher, BrokerError> {
+        Publisher::open(Arc::clone(&self.connection), confirm_timeout).await
+    }
+
+    /// Consumes `queue` on a new channel with `prefetch` unacknowledged deliveries at most
+    /// (per consumer: a global prefetch on a quorum queue would close the connection).
+    /// `consumer_tag` names the consumer in the management UI; empty lets the broker pick.
+    pub async fn consume(
+        &self,
+        queue: &str,
+        prefetch: u16,
+        consumer_tag: &str,
+    ) -> Result<Consumer, BrokerError> {
+        if prefetch == 0 {
+            return Err(BrokerError::InvalidArgument {
+                field: "prefetch",
+                reason: "0 would mean unlimited; give 1 or more".to_owned(),
+            });
+        }
+        let queue_name = short(queue)?;
+        let tag = short(consumer_tag)?;
+        let channel = self.open_channel("open a channel to consume").await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .map_err(|source| BrokerError::channel("set the consumer's prefetch", source))?;
+        let inner = channel
+            .basic_consume(
+                queue_name,
+                tag,
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|error| classify_queue_error("consume", queue, error))?;
+        Ok(Consumer::new(channel, inner, queue))
+    }
+
+    /// Closes the connection. Shut consumers down first ([`Consumer::shutdown`]): acks still
+    /// in flight on a quorum queue are lost when the connection closes under them.
+    pub async fn close(&self) -> Result<(), BrokerError> {
+        if !self.connection.status().connected() {
+            return Ok(());
+        }
+        self.connection
+            .close(200, "moss closing".into())
+            .await
+            .map_err(|source| BrokerError::channel("close the connection", source))
+    }
+
+    async fn open_channel(&self, action: &'static str) -> Result<lapin::Channel, BrokerError> {
+        self.connection
+            .create_channel()
+            .await
+            .map_err(|source| BrokerError::channel(action, source))
+    }
+}
+
+async fn declare_on(channel: &lapin::Channel, topology: &Topology) -> Result<(), BrokerError> {
+    declare_exchange(channel, &topology.dead_exchange(), ExchangeKind::Fanout).await?;
+    declare_queue(
+        channel,
+        &topology.dead_queue(),
+        topology.dead_queue_arguments(),
+    )
+    .await?;
+    bind(
+        channel,
+        &topology.dead_queue(),
+        &topology.dead_exchange(),
+        "",
+    )
+    .await?;
+    declare_exchange(channel, &topology.events_exchange(), ExchangeKind::Direct).await?;
+    declare_exchange(channel, &topology.outcomes_exchange(), ExchangeKind::Fanout).await?;
+    let arguments = topology.partition_queue_arguments();
+    for partition in 0..topology.partitions() {
+        let queue = topology.partition_queue(partition);
+        declare_queue(channel, &queue, arguments.clone()).await?;
+        bind(
+            channel,
+            &queue,
+            &topology.events_exchange(),
+            &topology.partition_routing_key(partition),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn delete_on(channel: &lapin::Channel, topology: &Topology) -> Result<(), BrokerError> {
+    let mut queues = topology.partition_queues();
+    queues.push(topology.dead_queue());
+    for queue in queues {
+        channel
+            .queue_delete(short(&queue)?, QueueDeleteOptions::default())
+            .await
+            .map_err(|source| BrokerError::Topology {
+                action: "delete the queue",
+                object: queue.clone(),
+                source: AmqpError(source),
+            })?;
+    }
+    for exchange in [
+        topology.events_exchange(),
+        topology.dead_exchange(),
+        topology.outcomes_exchange(),
+    ] {
+        channel
+            .exchange_delete(short(&exchange)?, ExchangeDeleteOptions::default())
+            .await
+            .map_err(|source| BrokerError::Topology {
+                action: "delete the exchange",
+                object: exchange.clone(),
+                source: AmqpError(source),
+            })?;
+    }
+    Ok(())
+}
+
+async fn declare_exchange(
+    channel: &lapin::Channel,
+    name: &str,
+    kind: ExchangeKind,
+) -> Result<(), BrokerError> {
+    channel
+        .exchange_declare(
+            short(name)?,
+            kind,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|error| classify_declare_error("declare the exchange", name, error))
+}
+
+async fn declare_queue(
+    channel: &lapin::Channel,
+    name: &str,
+    arguments: FieldTable,
+) -> Result<(), BrokerError> {
+    channel
+        .queue_declare(short(name)?, QueueDeclareOptions::durable(), arguments)
+        .await
+        .map(|_| ())
+        .map_err(|error| classify_declare_error("declare the queue", name, error))
+}
+
+async fn bind(
+    channel: &lapin::Channel,
+    queue: &str,
+    exchange: &str,
+    routing_key: &str,
+) -> Result<(), BrokerError> {
+    channel
+        .queue_bind(
+            short(queue)?,
+            short(exchange)?,
+            short(routing_key)?,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|source| BrokerError::Topology {
+            action: "bind",
+            object: format!("{queue} to {exchange} with {routing_key:?}"),
+            source: AmqpError(source),
+        })
+}
+
+fn classify_declare_error(action: &'static str, object: &str, error: lapin::Error) -> BrokerError {
+    let error = AmqpError(error);
+    if error.is_precondition_failed() {
+        return BrokerError::TopologyMismatch {
+            object: object.to_owned(),
+            detail: error.reply_text().unwrap_or_default(),
+        };
+    }
+    BrokerError::Topology {
+        action,
+        object: object.to_owned(),
+        source: error,
+    }
+}
+
+fn classify_queue_error(action: &'static str, queue: &str, error: lapin::Error) -> BrokerError {
+    let error = AmqpError(error);
+    if error.is_not_found() {
+        return BrokerError::QueueNotFound {
+            queue: queue.to_owned(),
+        };
+    }
+    BrokerError::Topology {
+        action,
+        object: queue.to_owned(),
+        source: error,
+    }
+}
+
+/// A channel the broker closed (after a 406 or 404) needs no closing.
+async fn close_quietly(channel: &lapin::Channel) {
+    if channel.status().connected()
+        && let Err(error) = channel.close(200, "done".into()).await
+    {
+        tracing::debug!(%error, "closing a short-lived channel failed");
+    }
+}
+
+fn with_default_heartbeat(url: &str) -> String {
+    if url.contains("heartbeat=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}heartbeat={DEFAULT_HEARTBEAT_SECONDS}")
+}
+
+/// Blocked connections (memory or disk alarm) stall publishes; say so in the logs.
+fn log_connection_events(connection: &lapin::Connection, connection_name: &str) {
+    let mut events = connection.events_listener();
+    let name = connection_name.to_owned();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            match event {
+                lapin::Event::ConnectionBlocked(reason) => {
+                    tracing::warn!(connection = %name, %reason, "RabbitMQ blocked the connection (resource alarm); publishes wait");
+                }
+                lapin::Event::ConnectionUnblocked => {
+                    tracing::info!(connection = %name, "RabbitMQ unblocked the connection");
+                }
+                lapin::Event::Error(error) => {
+                    tracing::warn!(connection = %name, %error, "RabbitMQ connection error; recovering");
+                }
+                other => tracing::debug!(connection = %name, event = ?other, "connection event"),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_default_heartbeat;
+
+    #[test]
+    fn a_heartbeat_is_added_only_when_the_url_has_none() {
+        assert_eq!(
+            with_default_heartbeat("amqp://h/%2f"),
+            "amqp://h/%2f?heartbeat=30"
+        );
+        assert_eq!(
+            with_default_heartbeat("amqp://h/%2f?frame_max=8192"),
+            "amqp://h/%2f?frame_max=8192&heartbeat=30"
+        );
+        assert_eq!(
+            with_default_heartbeat("amqp://h/%2f?heartbeat=5"),
+            "amqp://h/%2f?heartbeat=5"
+        );
+    }
+}

@@ -12,6 +12,10 @@ use crate::world::{Caller, World};
 /// The fake domain controller named in not-found messages.
 const DOMAIN_CONTROLLER: &str = "EMU0PR01A01DC001.EMUPR01A001.PROD.OUTLOOK.COM";
 
+/// The `Rate-Limit-Limit` Exchange publishes; the emulator reports usage against it per clock
+/// hour but does not refuse (use a fault plan for an Exchange 429).
+const EXCHANGE_HOURLY_LIMIT: u32 = 30_000;
+
 /// One `InvokeCommand` call.
 #[derive(Clone, Debug)]
 pub(crate) struct ExchangeCall {
@@ -501,13 +505,20 @@ pub(crate) fn handle(world: &mut World, ctx: &Ctx, _caller: &Caller, call: &Exch
         .parse::<Uuid>()
         .is_ok_and(|t| t == world.directory.tenant_id)
         || world.directory.domain_verified(&call.tenant);
-    let reset = (ctx.now + chrono::Duration::hours(1))
-        .format("%Y-%m-%dT%H:00:00.0000000Z")
+    let hour = ctx.now.timestamp() / 3600;
+    if world.exchange_calls.0 != hour {
+        world.exchange_calls = (hour, 0);
+    }
+    world.exchange_calls.1 = world.exchange_calls.1.saturating_add(1);
+    let remaining = EXCHANGE_HOURLY_LIMIT.saturating_sub(world.exchange_calls.1);
+    let reset = chrono::DateTime::from_timestamp((hour + 1) * 3600, 0)
+        .unwrap_or(ctx.now)
+        .format("%Y-%m-%dT%H:%M:%S.0000000Z")
         .to_string();
     let decorate = |reply: Reply| {
         reply
-            .with_header("Rate-Limit-Limit", "30000")
-            .with_header("Rate-Limit-Remaining", "29999")
+            .with_header("Rate-Limit-Limit", EXCHANGE_HOURLY_LIMIT.to_string())
+            .with_header("Rate-Limit-Remaining", remaining.to_string())
             .with_header("Rate-Limit-Reset", reset.clone())
             .with_header("X-CalculatedBETarget", DOMAIN_CONTROLLER)
     };

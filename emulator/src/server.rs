@@ -318,11 +318,11 @@ struct DropConnection;
 async fn entry(state: State<Arc<Shared>>, request: Request) -> Response {
     let kill = request.extensions().get::<ConnectionKill>().cloned();
     let response = respond(state, request).await;
-    if response.extensions().get::<DropConnection>().is_some() {
-        if let Some(ConnectionKill(notify)) = kill {
-            notify.notify_one();
-            std::future::pending::<()>().await;
-        }
+    if response.extensions().get::<DropConnection>().is_some()
+        && let Some(ConnectionKill(notify)) = kill
+    {
+        notify.notify_one();
+        std::future::pending::<()>().await;
     }
     response
 }

@@ -54,6 +54,8 @@ pub(crate) struct World {
     pub(crate) directory: Directory,
     pub(crate) tokens: HashMap<String, IssuedToken>,
     pub(crate) throttle: Throttle,
+    /// Exchange's published budget: calls counted per clock hour, for the `Rate-Limit-*` headers.
+    pub(crate) exchange_calls: (i64, u32),
 }
 
 impl World {
@@ -63,6 +65,7 @@ impl World {
             directory: Directory::from_seed(&seed),
             throttle: Throttle::new(seed.throttling.clone()),
             tokens: HashMap::new(),
+            exchange_calls: (0, 0),
             seed,
         }
     }

@@ -1,0 +1,24 @@
+//! `moss.user.removed.v1`: delete the online account (soft delete); a 404 means done.
+
+use moss_online::Change;
+use moss_schemas::{Subject, UserRemoved};
+use moss_store::MappedState;
+
+use crate::outcome::Outcome;
+use crate::tenant::{Step, Tenant};
+
+pub(crate) async fn apply(
+    subject: &Subject,
+    _data: &UserRemoved,
+    tenant: &Tenant,
+) -> Step<Outcome> {
+    let Some(located) = tenant.locate_user(subject).await? else {
+        return Ok(Outcome::AlreadyApplied);
+    };
+    let change = tenant.online.delete_user(&located.key()).await?;
+    tenant.remember_user(subject, &located.id, &located.upn, MappedState::Removed)?;
+    Ok(match change {
+        Change::Applied => Outcome::Applied,
+        Change::AlreadyDone => Outcome::AlreadyApplied,
+    })
+}

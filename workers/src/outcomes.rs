@@ -1,0 +1,184 @@
+//! Outcome events: what became of each event (applied, already applied, stale, dead-lettered),
+//! written to the worker's sled outbox `outcomes` together with the ledger entry, and relayed
+//! to the `{prefix}.outcomes` fan-out exchange by one task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use moss_broker::{Headers, OutgoingMessage, Persistence, PublishError, Publisher, Topology};
+use moss_schemas::Envelope;
+use moss_store::Outbox;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::counters::Counters;
+use crate::outcome::Failure;
+
+/// The content type of outcome events.
+pub const OUTCOME_CONTENT_TYPE: &str = "application/json";
+
+/// The kind of an outcome event (`outcome` member).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// Applied to the tenant.
+    Applied,
+    /// The tenant already was as the event wants.
+    AlreadyApplied,
+    /// Older than what was applied; acknowledged, not applied.
+    Stale,
+    /// Sent to `{prefix}.dead`.
+    DeadLettered,
+}
+
+/// One outcome event, as published (JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeEvent {
+    /// The event's id (`null` when the message did not decode).
+    pub event_id: Option<String>,
+    /// Its subject.
+    pub subject: Option<String>,
+    /// Its CloudEvents type.
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// Its sequence.
+    pub sequence: Option<u64>,
+    /// What became of it.
+    pub outcome: OutcomeKind,
+    /// Attempts this worker made.
+    pub attempts: u32,
+    /// Request ids from the tenant (of the failure, for dead letters).
+    pub request_ids: Vec<String>,
+    /// For dead letters: the failure class.
+    pub error_class: Option<String>,
+    /// For dead letters: the reason.
+    pub error_message: Option<String>,
+    /// The worker.
+    pub worker: String,
+    /// When (RFC 3339).
+    pub time: String,
+}
+
+impl OutcomeEvent {
+    pub(crate) fn new(
+        event: Option<&Envelope>,
+        outcome: OutcomeKind,
+        attempts: u32,
+        failure: Option<&Failure>,
+        worker: &str,
+    ) -> OutcomeEvent {
+        OutcomeEvent {
+            event_id: event.map(|event| event.id.to_string()),
+            subject: event.map(|event| event.subject.to_string()),
+            event_type: event.map(|event| event.event_type().as_str().to_owned()),
+            sequence: event.map(|event| event.sequence.value()),
+            outcome,
+            attempts,
+            request_ids: failure
+                .into_iter()
+                .flat_map(|failure| failure.request_id.iter().chain(&failure.client_request_id))
+                .cloned()
+                .collect(),
+            error_class: failure.map(|failure| failure.class.as_str().to_owned()),
+            error_message: failure.map(|failure| failure.message.clone()),
+            worker: worker.to_owned(),
+            time: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> Vec<u8> {
+        // Strings, numbers and arrays of strings only: serialising cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Publishes the outbox to `{prefix}.outcomes` until `shutdown`, then once more.
+pub(crate) async fn relay(
+    outbox: Outbox,
+    publisher: Publisher,
+    topology: Topology,
+    counters: Arc<Counters>,
+    shutdown: CancellationToken,
+) {
+    let exchange = topology.outcomes_exchange();
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let mut watch = outbox.watch();
+        let published = publish_pending(&outbox, &publisher, &exchange, &counters).await;
+        let stopping = shutdown.is_cancelled();
+        match published {
+            Ok(0) if stopping => return,
+            Ok(0) => {
+                pause = Duration::from_millis(200);
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    _ = watch.appended() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            Ok(_) => {}
+            Err(()) if stopping => return,
+            Err(()) => {
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// One batch; `Err` when the broker did not take all of it.
+async fn publish_pending(
+    outbox: &Outbox,
+    publisher: &Publisher,
+    exchange: &str,
+    counters: &Counters,
+) -> Result<usize, ()> {
+    let entries = match outbox.pending(None, 256) {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot read the outcome outbox");
+            return Err(());
+        }
+    };
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let messages = entries
+        .iter()
+        .map(|entry| OutgoingMessage {
+            exchange: exchange.to_owned(),
+            routing_key: String::new(),
+            message_id: format!("outcome-{}", entry.id),
+            body: entry.payload.clone(),
+            content_type: OUTCOME_CONTENT_TYPE.to_owned(),
+            headers: Headers::new(),
+            persistence: Persistence::Persistent,
+        })
+        .collect();
+    let results = publisher.publish_batch(messages).await;
+    let mut done = Vec::with_capacity(entries.len());
+    let mut failed = false;
+    for (entry, result) in entries.iter().zip(results) {
+        match result {
+            // A fan-out exchange with no queue bound returns mandatory messages: nobody listens
+            // to outcomes right now, which is fine: they are informational.
+            Ok(()) | Err(PublishError::Returned { .. }) => done.push(entry.id),
+            Err(error) => {
+                failed = true;
+                tracing::warn!(error = %error, "an outcome event was not confirmed; it stays in the outbox");
+            }
+        }
+    }
+    if let Err(error) = outbox.remove_all(&done) {
+        tracing::error!(error = %error, "cannot remove published outcome events from the outbox");
+        return Err(());
+    }
+    counters
+        .outcomes_published
+        .fetch_add(done.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    if failed { Err(()) } else { Ok(done.len()) }
+}

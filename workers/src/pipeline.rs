@@ -1,0 +1,622 @@
+//! One delivery from arrival to settlement: decode, dedupe, stale check, quarantine, the
+//! handler with retries under the shared circuit, and the one place that settles (ack after
+//! the ledger is flushed, dead letter with confirm then ack, or hand back).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use moss_broker::{Delivery, Headers, Publisher, Topology};
+use moss_schemas::{DecodeError, Envelope};
+use moss_store::{
+    AppliedEvent, AppliedRecord, AppliedResult, Ledger, Outbox, Quarantine, QuarantineRecord,
+    RecordOutcome, Store, StoreError, Versions,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::circuit::{Admission, Circuit, Signal};
+use crate::counters::Counters;
+use crate::dead_letter::{REPLAY_OF, Received, dead_letter_message};
+use crate::handlers;
+use crate::outcome::{Failure, FailureClass, Outcome};
+use crate::outcomes::{OutcomeEvent, OutcomeKind};
+use crate::settings::RetrySettings;
+use crate::tenant::{Tenant, unix_ms};
+
+/// A delivery held while the circuit is open is handed back after this long, well before
+/// RabbitMQ's 30-minute consumer timeout would close the channel and requeue everything.
+const HAND_BACK_AFTER: Duration = Duration::from_secs(20 * 60);
+
+/// Everything the pipeline shares across partitions and lanes.
+#[derive(Debug)]
+pub(crate) struct WorkerContext {
+    pub(crate) store: Store,
+    pub(crate) ledger: Ledger,
+    pub(crate) versions: Versions,
+    pub(crate) quarantine: Quarantine,
+    pub(crate) outcomes: Outbox,
+    pub(crate) tenant: Tenant,
+    pub(crate) dead_letters: Publisher,
+    pub(crate) topology: Topology,
+    pub(crate) circuit: Arc<Circuit>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) retry: RetrySettings,
+    pub(crate) worker_name: String,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// A delivery and what its body decoded to.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) delivery: Delivery,
+    pub(crate) event: Result<Envelope, DecodeError>,
+}
+
+impl Job {
+    pub(crate) fn decode(delivery: Delivery) -> Job {
+        let event = Envelope::from_json_slice(&delivery.body);
+        Job { delivery, event }
+    }
+}
+
+/// How a job ended, for its lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobEnd {
+    /// Acknowledged (applied, stale, duplicate or dead-lettered).
+    Settled,
+    /// Given back to RabbitMQ; the lane's waiting deliveries must follow it.
+    HandedBack,
+}
+
+/// What the store says before any call is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// New: apply it.
+    Proceed,
+    /// The ledger has it (applied, or dead-lettered and this is not a replay).
+    Duplicate,
+    /// Older than the subject's applied sequence.
+    Stale {
+        /// The subject's applied sequence.
+        current: u64,
+    },
+    /// The subject is quarantined behind another dead-lettered event.
+    Quarantined {
+        /// That event's id.
+        blocking_event_id: String,
+    },
+}
+
+/// How the pipeline decided to settle.
+#[derive(Debug)]
+pub(crate) enum Settlement {
+    Duplicate,
+    Done { outcome: Outcome, attempts: u32 },
+    HandBack,
+}
+
+/// Checks ledger, version and quarantine. A replay (`moss-replay-of`) of a dead-lettered
+/// event is applied again, and the replay of the event blocking its subject lifts the
+/// quarantine. Blocking (sled reads and, when lifting, an fsync).
+pub(crate) fn admit(
+    ledger: &Ledger,
+    versions: &Versions,
+    quarantine: &Quarantine,
+    headers: &Headers,
+    event: &Envelope,
+) -> Result<Admit, StoreError> {
+    let event_id = event.id.to_string();
+    let subject = event.subject.to_string();
+    let is_replay = headers.get_str(REPLAY_OF).is_some();
+    if let Some(record) = ledger.get(&event_id)? {
+        match record.result {
+            AppliedResult::Applied | AppliedResult::DoneBefore => return Ok(Admit::Duplicate),
+            AppliedResult::DeadLettered if is_replay => ledger.forget(&event_id)?,
+            AppliedResult::DeadLettered => return Ok(Admit::Duplicate),
+        }
+    }
+    if let Some(current) = versions.get(&subject)?
+        && current >= event.sequence.value()
+    {
+        return Ok(Admit::Stale { current });
+    }
+    if let Some(record) = quarantine.get(&subject)? {
+        if is_replay && record.blocking_event_id == event_id {
+            quarantine.lift(&subject)?;
+            tracing::info!(subject = %subject, event_id = %event_id, "replay of the blocking event lifts the quarantine");
+        } else {
+            return Ok(Admit::Quarantined {
+                blocking_event_id: record.blocking_event_id,
+            });
+        }
+    }
+    Ok(Admit::Proceed)
+}
+
+/// Runs one job to its settlement.
+pub(crate) async fn run_job(ctx: Arc<WorkerContext>, job: Job) -> JobEnd {
+    let Job { delivery, event } = job;
+    let settlement = match &event {
+        Err(error) => Settlement::Done {
+            outcome: Outcome::DeadLetter {
+                reason: Failure::local(FailureClass::Invalid, "SchemaViolation", error.to_string()),
+            },
+            attempts: 0,
+        },
+        Ok(event) => decide(&ctx, &delivery, event).await,
+    };
+    settle(&ctx, &delivery, event.as_ref().ok(), settlement).await
+}
+
+async fn decide(ctx: &Arc<WorkerContext>, delivery: &Delivery, event: &Envelope) -> Settlement {
+    let admitted = {
+        let ctx = Arc::clone(ctx);
+        let headers = delivery.headers.clone();
+        let event = event.clone();
+        tokio::task::spawn_blocking(move || {
+            admit(
+                &ctx.ledger,
+                &ctx.versions,
+                &ctx.quarantine,
+                &headers,
+                &event,
+            )
+        })
+        .await
+    };
+    match admitted {
+        Ok(Ok(Admit::Proceed)) => attempt(ctx, event).await,
+        Ok(Ok(Admit::Duplicate)) => Settlement::Duplicate,
+        Ok(Ok(Admit::Stale { current })) => Settlement::Done {
+            outcome: Outcome::Stale { current },
+            attempts: 0,
+        },
+        Ok(Ok(Admit::Quarantined { blocking_event_id })) => Settlement::Done {
+            outcome: Outcome::DeadLetter {
+                reason: Failure::local(
+                    FailureClass::Quarantined,
+                    "Quarantined",
+                    format!(
+                        "an earlier event of this subject ({blocking_event_id}) is dead-lettered; replay it first, then this one"
+                    ),
+                ),
+            },
+            attempts: 0,
+        },
+        Ok(Err(error)) => {
+            tracing::error!(error = %error, event_id = %event.id, "the ledger cannot be read; handing the delivery back");
+            pause_then_hand_back(ctx).await
+        }
+        Err(join_error) => {
+            tracing::error!(error = %join_error, "a ledger check failed; handing the delivery back");
+            pause_then_hand_back(ctx).await
+        }
+    }
+}
+
+async fn pause_then_hand_back(ctx: &WorkerContext) -> Settlement {
+    tokio::select! {
+        () = ctx.shutdown.cancelled() => {}
+        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+    }
+    Settlement::HandBack
+}
+
+/// Calls the handler until it ends in something other than `Retry`, under the circuit.
+async fn attempt(ctx: &WorkerContext, event: &Envelope) -> Settlement {
+    let retry = &ctx.retry;
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(retry.first_delay)
+        .with_max_delay(retry.max_delay)
+        .with_jitter()
+        .without_max_times()
+        .build();
+    let held_since = Instant::now();
+    let mut attempts = 0_u32;
+    let mut counted_attempts = 0_u32;
+    let mut counted_time = Duration::ZERO;
+    loop {
+        if held_since.elapsed() > HAND_BACK_AFTER {
+            tracing::warn!(event_id = %event.id, "held too long while the tenant fails; handing it back");
+            return Settlement::HandBack;
+        }
+        let Some(admission) = ctx.circuit.admit(&ctx.shutdown).await else {
+            return Settlement::HandBack;
+        };
+        attempts += 1;
+        let started = Instant::now();
+        let outcome = handlers::apply(event, &ctx.tenant).await;
+        let (after, failure) = match outcome {
+            Outcome::Retry { after, failure } => (after, failure),
+            final_outcome => {
+                let signal = match &final_outcome {
+                    Outcome::DeadLetter { reason } if reason.class.is_tenant_wide() => {
+                        Signal::TenantFailure(reason.class)
+                    }
+                    _ => Signal::Answered,
+                };
+                ctx.circuit.record(admission, signal);
+                return Settlement::Done {
+                    outcome: final_outcome,
+                    attempts,
+                };
+            }
+        };
+        Counters::bump(&ctx.counters.retries);
+        let signal = if failure.class.is_tenant_wide() {
+            Signal::TenantFailure(failure.class)
+        } else {
+            Signal::Answered
+        };
+        ctx.circuit.record(admission, signal);
+        let wait = after
+            .unwrap_or_else(|| backoff.next().unwrap_or(retry.max_delay))
+            .min(retry.max_delay.max(Duration::from_secs(1)));
+        // An attempt counts towards giving up only while the tenant as a whole answers: an
+        // outage is backpressure, not dead letters.
+        let counts = admission == Admission::Normal && ctx.circuit.is_closed();
+        if counts {
+            counted_attempts += 1;
+            counted_time += started.elapsed() + wait;
+        }
+        if counts && (counted_attempts >= retry.max_attempts || counted_time >= retry.budget) {
+            let mut failure = failure;
+            failure.message = format!(
+                "{} (gave up after {counted_attempts} attempts)",
+                failure.message
+            );
+            return Settlement::Done {
+                outcome: Outcome::DeadLetter { reason: failure },
+                attempts,
+            };
+        }
+        tracing::warn!(
+            event_id = %event.id,
+            subject = %event.subject,
+            class = %failure.class,
+            attempt = attempts,
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            reason = %failure,
+            "retrying"
+        );
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return Settlement::HandBack,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// The one place a delivery is settled.
+pub(crate) async fn settle(
+    ctx: &Arc<WorkerContext>,
+    delivery: &Delivery,
+    event: Option<&Envelope>,
+    settlement: Settlement,
+) -> JobEnd {
+    let (outcome, attempts) = match settlement {
+        Settlement::Duplicate => {
+            Counters::bump(&ctx.counters.duplicates);
+            tracing::debug!(message_id = ?delivery.message_id, "duplicate delivery acknowledged");
+            return ack(delivery).await;
+        }
+        Settlement::HandBack => return hand_back(ctx, delivery).await,
+        Settlement::Done { outcome, attempts } => (outcome, attempts),
+    };
+    match (outcome, event) {
+        (Outcome::Applied | Outcome::AlreadyApplied, None)
+        | (Outcome::Retry { .. } | Outcome::Stale { .. }, None) => hand_back(ctx, delivery).await,
+        (Outcome::Retry { .. }, Some(_)) => hand_back(ctx, delivery).await,
+        (outcome @ (Outcome::Applied | Outcome::AlreadyApplied), Some(event)) => {
+            let (kind, result, counter) = if outcome == Outcome::Applied {
+                (
+                    OutcomeKind::Applied,
+                    AppliedResult::Applied,
+                    &ctx.counters.applied,
+                )
+            } else {
+                (
+                    OutcomeKind::AlreadyApplied,
+                    AppliedResult::DoneBefore,
+                    &ctx.counters.already_applied,
+                )
+            };
+            let payload = OutcomeEvent::new(Some(event), kind, attempts, None, &ctx.worker_name);
+            match record(ctx, event, result, payload.to_json()).await {
+                Ok(_) => {
+                    Counters::bump(counter);
+                    tracing::info!(event_id = %event.id, subject = %event.subject, r#type = %event.event_type(), outcome = ?kind, attempts, "event settled");
+                    ack(delivery).await
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, event_id = %event.id, "cannot record an applied event; handing it back (it will be re-applied idempotently)");
+                    hand_back(ctx, delivery).await
+                }
+            }
+        }
+        (Outcome::Stale { current }, Some(event)) => {
+            let payload =
+                OutcomeEvent::new(Some(event), OutcomeKind::Stale, 0, None, &ctx.worker_name);
+            if let Err(error) = ctx.outcomes.append_async(&payload.to_json()).await {
+                tracing::warn!(error = %error, "cannot queue a stale outcome event");
+            }
+            Counters::bump(&ctx.counters.stale);
+            tracing::info!(event_id = %event.id, subject = %event.subject, sequence = event.sequence.value(), current, "stale event acknowledged");
+            ack(delivery).await
+        }
+        (Outcome::DeadLetter { reason }, event) => {
+            dead_letter(ctx, delivery, event, &reason, attempts).await
+        }
+    }
+}
+
+async fn record(
+    ctx: &Arc<WorkerContext>,
+    event: &Envelope,
+    result: AppliedResult,
+    payload: Vec<u8>,
+) -> Result<RecordOutcome, StoreError> {
+    let applied = AppliedEvent {
+        event_id: event.id.to_string(),
+        record: AppliedRecord {
+            subject: event.subject.to_string(),
+            sequence: event.sequence.value(),
+            result,
+            recorded_at_unix_ms: unix_ms(),
+        },
+    };
+    let ctx = Arc::clone(ctx);
+    tokio::task::spawn_blocking(move || {
+        ctx.store
+            .record_applied_with_outcome(&applied, &ctx.outcomes, &payload)
+            .map(|(outcome, _)| outcome)
+    })
+    .await
+    .map_err(|join_error| StoreError::Engine {
+        operation: "record an applied event",
+        detail: join_error.to_string(),
+    })?
+}
+
+async fn dead_letter(
+    ctx: &Arc<WorkerContext>,
+    delivery: &Delivery,
+    event: Option<&Envelope>,
+    reason: &Failure,
+    attempts: u32,
+) -> JobEnd {
+    let message = dead_letter_message(
+        &ctx.topology,
+        Received {
+            body: &delivery.body,
+            message_id: delivery.message_id.as_deref(),
+            headers: &delivery.headers,
+            routing_key: &delivery.routing_key,
+        },
+        event,
+        reason,
+        attempts,
+        &ctx.worker_name,
+    );
+    let mut pause = Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match ctx.dead_letters.publish(message.clone()).await {
+            Ok(()) => break,
+            Err(error) if tries < 5 && !ctx.shutdown.is_cancelled() => {
+                tracing::warn!(error = %error, "dead letter not confirmed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "cannot dead-letter; handing the delivery back");
+                return hand_back(ctx, delivery).await;
+            }
+        }
+    }
+    Counters::bump(&ctx.counters.dead_lettered);
+    if reason.class == FailureClass::Quarantined {
+        Counters::bump(&ctx.counters.quarantined);
+    }
+    tracing::warn!(
+        message_id = ?delivery.message_id,
+        event_id = ?event.map(|event| event.id.to_string()),
+        subject = ?event.map(|event| event.subject.to_string()),
+        class = %reason.class,
+        reason = %reason,
+        attempts,
+        "event dead-lettered"
+    );
+    let payload = OutcomeEvent::new(
+        event,
+        OutcomeKind::DeadLettered,
+        attempts,
+        Some(reason),
+        &ctx.worker_name,
+    )
+    .to_json();
+    if let Some(event) = event {
+        if reason.class != FailureClass::Quarantined && reason.class != FailureClass::Invalid {
+            let quarantine = ctx.quarantine.clone();
+            let subject = event.subject.to_string();
+            let entry = QuarantineRecord {
+                blocking_event_id: event.id.to_string(),
+                error_class: reason.class.as_str().to_owned(),
+                since_unix_ms: unix_ms(),
+            };
+            let entered =
+                tokio::task::spawn_blocking(move || quarantine.enter(&subject, &entry)).await;
+            if !matches!(entered, Ok(Ok(()))) {
+                tracing::error!(subject = %event.subject, "cannot quarantine the subject; later events may apply ahead of the dead letter");
+            }
+        }
+        if let Err(error) = record(ctx, event, AppliedResult::DeadLettered, payload).await {
+            tracing::error!(error = %error, "cannot record the dead letter in the ledger");
+        }
+    } else if let Err(error) = ctx.outcomes.append_async(&payload).await {
+        tracing::warn!(error = %error, "cannot queue a dead-letter outcome event");
+    }
+    ack(delivery).await
+}
+
+async fn ack(delivery: &Delivery) -> JobEnd {
+    if let Err(error) = delivery.ack().await {
+        // Not fatal: RabbitMQ redelivers it and the ledger recognises it.
+        tracing::warn!(error = %error, message_id = ?delivery.message_id, "ack failed; the delivery will come again");
+    }
+    JobEnd::Settled
+}
+
+async fn hand_back(ctx: &WorkerContext, delivery: &Delivery) -> JobEnd {
+    Counters::bump(&ctx.counters.handed_back);
+    if let Err(error) = delivery.nack_requeue().await {
+        tracing::warn!(error = %error, message_id = ?delivery.message_id, "hand-back failed; RabbitMQ requeues it when the channel closes");
+    }
+    JobEnd::HandedBack
+}
+
+#[cfg(test)]
+mod tests {
+    use moss_schemas::{EventData, Sequence, Source, Subject, UserReactivated};
+
+    use super::*;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            Fixture { _dir: dir, store }
+        }
+
+        fn admit(&self, headers: &Headers, event: &Envelope) -> Admit {
+            admit(
+                &self.store.ledger().unwrap(),
+                &self.store.versions().unwrap(),
+                &self.store.quarantine().unwrap(),
+                headers,
+                event,
+            )
+            .unwrap()
+        }
+
+        fn record(&self, event: &Envelope, result: AppliedResult) {
+            self.store
+                .record_applied(&AppliedEvent {
+                    event_id: event.id.to_string(),
+                    record: AppliedRecord {
+                        subject: event.subject.to_string(),
+                        sequence: event.sequence.value(),
+                        result,
+                        recorded_at_unix_ms: 0,
+                    },
+                })
+                .unwrap();
+        }
+    }
+
+    fn event(subject: Subject, sequence: u64) -> Envelope {
+        Envelope::new(
+            Source::parse("moss-test/unit").unwrap(),
+            subject,
+            Sequence(sequence),
+            EventData::UserReactivated(UserReactivated {}),
+        )
+    }
+
+    fn subject() -> Subject {
+        Subject::parse(&uuid::Uuid::new_v4().to_string()).unwrap()
+    }
+
+    #[test]
+    fn an_applied_event_is_a_duplicate_the_second_time() {
+        let fixture = Fixture::new();
+        let first = event(subject(), 5);
+        assert_eq!(fixture.admit(&Headers::new(), &first), Admit::Proceed);
+        fixture.record(&first, AppliedResult::Applied);
+        assert_eq!(fixture.admit(&Headers::new(), &first), Admit::Duplicate);
+    }
+
+    #[test]
+    fn an_event_at_or_below_the_applied_sequence_is_stale() {
+        let fixture = Fixture::new();
+        let subject = subject();
+        fixture.record(&event(subject, 7), AppliedResult::Applied);
+        assert_eq!(
+            fixture.admit(&Headers::new(), &event(subject, 6)),
+            Admit::Stale { current: 7 }
+        );
+        assert_eq!(
+            fixture.admit(&Headers::new(), &event(subject, 7)),
+            Admit::Stale { current: 7 }
+        );
+        assert_eq!(
+            fixture.admit(&Headers::new(), &event(subject, 8)),
+            Admit::Proceed
+        );
+    }
+
+    #[test]
+    fn later_events_wait_behind_a_quarantine_until_the_blocking_event_is_replayed() {
+        let fixture = Fixture::new();
+        let subject = subject();
+        let blocking = event(subject, 1);
+        let behind = event(subject, 2);
+        fixture.record(&blocking, AppliedResult::DeadLettered);
+        fixture
+            .store
+            .quarantine()
+            .unwrap()
+            .enter(
+                &subject.to_string(),
+                &QuarantineRecord {
+                    blocking_event_id: blocking.id.to_string(),
+                    error_class: "permanent".into(),
+                    since_unix_ms: 0,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            fixture.admit(&Headers::new(), &behind),
+            Admit::Quarantined {
+                blocking_event_id: blocking.id.to_string()
+            }
+        );
+        // A plain redelivery of the dead-lettered event is a duplicate, not a second letter.
+        assert_eq!(fixture.admit(&Headers::new(), &blocking), Admit::Duplicate);
+        let replay = Headers::new().with_text(REPLAY_OF, blocking.id.to_string());
+        assert_eq!(fixture.admit(&replay, &blocking), Admit::Proceed);
+        assert_eq!(fixture.admit(&Headers::new(), &behind), Admit::Proceed);
+    }
+
+    #[test]
+    fn a_replay_of_an_event_behind_the_blocking_one_stays_quarantined() {
+        let fixture = Fixture::new();
+        let subject = subject();
+        let blocking = event(subject, 1);
+        let behind = event(subject, 2);
+        fixture
+            .store
+            .quarantine()
+            .unwrap()
+            .enter(
+                &subject.to_string(),
+                &QuarantineRecord {
+                    blocking_event_id: blocking.id.to_string(),
+                    error_class: "permanent".into(),
+                    since_unix_ms: 0,
+                },
+            )
+            .unwrap();
+        let replay = Headers::new().with_text(REPLAY_OF, behind.id.to_string());
+        assert!(matches!(
+            fixture.admit(&replay, &behind),
+            Admit::Quarantined { .. }
+        ));
+    }
+}

@@ -1,13 +1,76 @@
 //! `moss`: the one binary. It parses the command line, loads settings, starts tracing and hands
-//! over to a library's `run`. Every operator mistake ends as one plain sentence and a non-zero exit.
+//! over to a library's `run`. Every operator mistake ends as one plain sentence on stderr and a
+//! non-zero exit, never a panic or a stack trace.
 
-use clap::Parser;
+mod commands;
+mod config;
+mod logging;
+mod shutdown;
 
-/// moss keeps Microsoft Online Services accounts in step with an on-premises directory.
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// moss keeps Microsoft Online Services accounts (Entra ID users, licences, Exchange Online aliases
+/// and distribution groups) in step with an on-premises directory.
 #[derive(Debug, Parser)]
-#[command(name = "moss", version, about)]
-struct Cli {}
+#[command(name = "moss", version, about, propagate_version = true)]
+struct Cli {
+    /// A TOML file with settings; flags and MOSS_* environment variables take precedence over it.
+    #[arg(long, global = true, env = "MOSS_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "MOSS_LOG_FORMAT", value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The producer alone: HTTP ingest and the outbox relay to RabbitMQ.
+    Producer(commands::producer::ProducerArgs),
+    /// The Microsoft Online Services emulator alone (Graph, token endpoint, Exchange admin).
+    Emulator(commands::emulator::EmulatorArgs),
+    /// Hand one event to the producer; exits 0 only once it is stored durably.
+    Publish(commands::publish::PublishArgs),
+    /// Keys for sealing passwords between producer and workers.
+    #[command(subcommand)]
+    Keys(commands::keys::KeysCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = run(cli);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("moss: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = config::FileConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Keys(command) => commands::keys::run(command),
+        Command::Producer(args) => {
+            logging::init(cli.log_format);
+            runtime()?.block_on(commands::producer::run(args, &file))
+        }
+        Command::Emulator(args) => {
+            logging::init(cli.log_format);
+            runtime()?.block_on(commands::emulator::run(args, &file))
+        }
+        Command::Publish(args) => runtime()?.block_on(commands::publish::run(args, &file)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
 }

@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub(crate) mod emulator;
+pub(crate) mod keys;
+pub(crate) mod producer;
+pub(crate) mod publish;

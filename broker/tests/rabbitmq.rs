@@ -27,10 +27,53 @@ async fn connect() -> Broker {
         .expect("RabbitMQ is running (rabbitmq-server -detached && rabbitmqctl await_startup)")
 }
 
-async fn declared(broker: &Broker, partitions: u16) -> Topology {
-    let topology = Topology::new(unique_prefix(), partitions).expect("topology");
+/// A topology that deletes itself when the test ends, passed or failed, so a failing test
+/// leaves no queues behind on the shared broker.
+struct TestTopology(Topology);
+
+impl std::ops::Deref for TestTopology {
+    type Target = Topology;
+    fn deref(&self) -> &Topology {
+        &self.0
+    }
+}
+
+impl Drop for TestTopology {
+    fn drop(&mut self) {
+        let topology = self.0.clone();
+        // Drop cannot await; a thread with its own runtime can, even inside the test's runtime.
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let broker = Broker::connect(&amqp_url(), "moss-broker-tests-cleanup").await?;
+                broker.delete_topology(&topology).await?;
+                broker.close().await
+            })
+        })
+        .join();
+        if !std::thread::panicking() {
+            deleted
+                .expect("cleanup thread")
+                .expect("delete the test topology");
+        }
+    }
+}
+
+async fn declared_topology(broker: &Broker, topology: Topology) -> TestTopology {
+    let topology = TestTopology(topology);
     broker.declare(&topology).await.expect("declare");
     topology
+}
+
+async fn declared(broker: &Broker, partitions: u16) -> TestTopology {
+    declared_topology(
+        broker,
+        Topology::new(unique_prefix(), partitions).expect("topology"),
+    )
+    .await
 }
 
 fn event(topology: &Topology, partition: u16, id: &str) -> OutgoingMessage {
@@ -65,11 +108,8 @@ async fn ready_when(broker: &Broker, queue: &str, expected: u32) -> u32 {
     }
 }
 
-async fn clean_up(broker: &Broker, topology: &Topology) {
-    broker
-        .delete_topology(topology)
-        .await
-        .expect("delete topology");
+async fn clean_up(broker: &Broker, topology: TestTopology) {
+    drop(topology);
     broker.close().await.expect("close");
 }
 
@@ -92,7 +132,7 @@ async fn declaring_the_topology_twice_is_idempotent() {
         .queue_depth(&topology.dead_queue())
         .await
         .expect("dead queue exists");
-    clean_up(&broker, &topology).await;
+    clean_up(&broker, topology).await;
 }
 
 #[tokio::test]
@@ -100,7 +140,7 @@ async fn a_queue_declared_with_other_arguments_is_a_mismatch_naming_the_queue_an
     let broker = connect().await;
     let topology = declared(&broker, 2).await;
 
-    let other_limit = topology.clone().with_delivery_limit(3).expect("limit");
+    let other_limit = topology.0.clone().with_delivery_limit(3).expect("limit");
     match broker.declare(&other_limit).await {
         Err(BrokerError::TopologyMismatch { object, detail }) => {
             assert_eq!(object, topology.partition_queue(0));
@@ -109,6 +149,7 @@ async fn a_queue_declared_with_other_arguments_is_a_mismatch_naming_the_queue_an
         other => panic!("expected a topology mismatch, got {other:?}"),
     }
     let unbounded = topology
+        .0
         .clone()
         .with_partition_max_length(None)
         .expect("unbounded");
@@ -124,7 +165,7 @@ async fn a_queue_declared_with_other_arguments_is_a_mismatch_naming_the_queue_an
         .declare(&topology)
         .await
         .expect("the original still declares");
-    clean_up(&broker, &topology).await;
+    clean_up(&broker, topology).await;
 }
 
 #[tokio::test]
@@ -152,7 +193,7 @@ async fn an_unroutable_mandatory_publish_is_returned_not_a_success() {
         ready_when(&broker, &topology.partition_queue(1), 1).await,
         1
     );
-    clean_up(&broker, &topology).await;
+    clean_up(&broker, topology).await;
 }
 
 #[tokio::test]
@@ -198,7 +239,7 @@ async fn a_published_message_arrives_in_its_partition_queue_with_its_id_and_head
         assert_eq!(depth.ready, 0, "partition {other} got a message for p2");
     }
     consumer.shutdown().await.expect("shutdown");
-    clean_up(&broker, &topology).await;
+    clean_up(&broker, topology).await;
 }
 
 #[tokio::test]
@@ -238,17 +279,20 @@ async fn a_rejected_delivery_lands_in_the_dead_queue() {
     );
     letter.ack().await.expect("ack");
     dead.shutdown().await.expect("shutdown");
-    clean_up(&broker, &topology).await;
+    clean_up(&broker, topology).await;
 }
 
 #[tokio::test]
 async fn a_message_requeued_past_the_delivery_limit_is_dead_lettered() {
     let broker = connect().await;
-    let topology = Topology::new(unique_prefix(), 1)
-        .expect("topology")
-        .with_delivery_limit(2)
-        .expect("limit");
-    broker.declare(&topology).await.expect("declare");
+    let topology = declared_topology(
+        &broker,
+        Topology::new(unique_prefix(), 1)
+            .expect("topology")
+            .with_delivery_limit(2)
+            .expect("limit"),
+    )
+    .await;
     let publisher = broker.publisher().await.expect("publisher");
     publisher
         .publish(event(&topology, 0, "crashes-its-consumer"))
@@ -279,7 +323,7 @@ async fn a_message_requeued_past_the_delivery_limit_is_dead_lettered() {
     letter.ack().await.expect("ack");
     consumer.shutdown().await.expect("shutdown");
     dead.shutdown().await.expect("shutdown");
-    clean_up(&broker, &topology).await;
+    clean_up(&broker, topology).await;
 }
 
 #[tokio::test]
@@ -296,7 +340,7 @@ async fn a_pipelined_batch_of_a_thousand_is_all_confirmed() {
     for queue in topology.partition_queues() {
         assert_eq!(ready_when(&broker, &queue, 250).await, 250, "{queue}");
     }
-    clean_up(&broker, &topology).await;
+    clean_up(&broker, topology).await;
 }
 
 #[tokio::test]
@@ -328,7 +372,7 @@ async fn a_batch_reports_the_unroutable_and_invalid_messages_in_their_places() {
         ready_when(&broker, &topology.partition_queue(0), 2).await,
         2
     );
-    clean_up(&broker, &topology).await;
+    clean_up(&broker, topology).await;
 }
 
 #[tokio::test]
@@ -351,7 +395,7 @@ async fn the_publisher_reopens_its_channel_after_the_broker_closed_it() {
         ready_when(&broker, &topology.partition_queue(0), 1).await,
         1
     );
-    clean_up(&broker, &topology).await;
+    clean_up(&broker, topology).await;
 }
 
 #[tokio::test]
@@ -403,7 +447,7 @@ async fn consumer_shutdown_leaves_no_acked_message_requeued() {
         200,
         "acked messages came back, or unsettled ones were lost"
     );
-    clean_up(&broker, &topology).await;
+    clean_up(&broker, topology).await;
 }
 
 #[tokio::test]

@@ -63,6 +63,7 @@ pub enum EmulatorError {
 
 fn shared_from(seed: Seed) -> Arc<Shared> {
     Arc::new(Shared {
+        tenant_id: seed.tenant_id,
         world: Mutex::new(World::new(seed)),
         faults: Mutex::new(faults::FaultBook::default()),
         log: Mutex::new(request_log::RequestLog::default()),

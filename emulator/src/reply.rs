@@ -187,12 +187,6 @@ pub(crate) fn too_many_requests(
 /// The default Graph body for an injected failure status.
 pub(crate) fn injected_failure(ctx: &Ctx, status: StatusCode) -> Reply {
     match status.as_u16() {
-        429 => too_many_requests(
-            ctx,
-            1,
-            "Tenant_Application/ReadWrite/emulator/emulator",
-            "WriteLimitExceeded",
-        ),
         503 => GraphError::new(status, "serviceNotAvailable", "Service unavailable.").reply(ctx),
         504 => GraphError::new(
             status,

@@ -31,6 +31,8 @@ use crate::{control, token};
 /// State shared by every connection.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// Fixed for the emulator's life (a reset re-seeds the same tenant).
+    pub(crate) tenant_id: Uuid,
     pub(crate) world: Mutex<World>,
     pub(crate) faults: Mutex<FaultBook>,
     pub(crate) log: Mutex<RequestLog>,
@@ -168,12 +170,22 @@ impl Attempt {
 
     fn failure(
         &self,
+        tenant_id: Uuid,
         status: StatusCode,
         retry_after: Option<&str>,
         body: Option<&Value>,
     ) -> Reply {
         let mut reply = match (&self.api, body) {
             (_, Some(body)) => Reply::json(status, body.clone()),
+            (Api::Graph(_), None) if status == StatusCode::TOO_MANY_REQUESTS => too_many_requests(
+                &self.ctx,
+                1,
+                &format!(
+                    "Tenant_Application/ReadWrite/{}/{tenant_id}",
+                    self.caller.app_id
+                ),
+                "ResourceUnitLimitExceeded",
+            ),
             (Api::Graph(_), None) => injected_failure(&self.ctx, status),
             (Api::Exchange(_), None) => exchange::injected_failure(status),
         };
@@ -207,7 +219,12 @@ async fn run_attempt(shared: &Shared, attempt: &Attempt) -> Outcome {
             body,
         }) => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            let reply = attempt.failure(status, retry_after.as_deref(), body.as_ref());
+            let reply = attempt.failure(
+                shared.tenant_id,
+                status,
+                retry_after.as_deref(),
+                body.as_ref(),
+            );
             attempt.log(shared, Some(status.as_u16()), false, Some("status"));
             return Outcome::Answer(reply);
         }
@@ -263,7 +280,7 @@ async fn run_attempt(shared: &Shared, attempt: &Attempt) -> Outcome {
             retry_after,
         }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::GATEWAY_TIMEOUT);
-            reply = attempt.failure(status, retry_after.as_deref(), None);
+            reply = attempt.failure(shared.tenant_id, status, retry_after.as_deref(), None);
             attempt.log(
                 shared,
                 Some(status.as_u16()),

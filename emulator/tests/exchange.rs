@@ -346,3 +346,43 @@ async fn exchange_needs_an_exchange_token() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn members_odata_bind_is_all_or_nothing() {
+    let session = Session::start().await;
+    let first = session.create_user("bind1", None).await;
+    let second = session.create_user("bind2", None).await;
+    let group = session
+        .post("/groups", json!({"displayName": "Unified", "mailNickname": "unified", "mailEnabled": true, "securityEnabled": false,
+                                "groupTypes": ["Unified"], "members@odata.bind": [format!("https://graph.microsoft.com/v1.0/directoryObjects/{first}")]}))
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED);
+    assert_eq!(group.body["mail"], "unified@contoso.onmicrosoft.com");
+    let gid = group.body["id"].as_str().unwrap();
+    let both = json!({"members@odata.bind": [
+        format!("https://graph.microsoft.com/v1.0/directoryObjects/{second}"),
+        format!("https://graph.microsoft.com/v1.0/directoryObjects/{first}")]});
+    let refused = session.patch(&format!("/groups/{gid}"), both).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let members = session.get(&format!("/groups/{gid}/members")).await;
+    assert_eq!(
+        members.body["value"].as_array().unwrap().len(),
+        1,
+        "nothing was added"
+    );
+    let only_second = json!({"members@odata.bind": [format!("https://graph.microsoft.com/v1.0/directoryObjects/{second}")]});
+    assert_eq!(
+        session
+            .patch(&format!("/groups/{gid}"), only_second)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        session.get(&format!("/groups/{gid}/members")).await.body["value"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}

@@ -1,0 +1,288 @@
+//! The end-to-end harness for worker tests: a real RabbitMQ under a unique topology prefix,
+//! the emulator in-process on port 0, the real producer in front, and a worker behind.
+
+#![allow(dead_code, unreachable_pub)] // reason: each test binary uses a different part of it
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use moss_broker::{
+    Broker, Delivery, Headers, OutgoingMessage, Persistence, Topology, TopologyPrefix,
+};
+use moss_emulator::Emulator;
+use moss_online::{OnlineConfig, RetryPolicy};
+use moss_producer::{ProducerSettings, RunningProducer};
+use moss_schemas::{KeyPair, generate_key_pair};
+use moss_workers::{CircuitSettings, RetrySettings, RunningWorker, WorkerSettings};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const PARTITIONS: u16 = 4;
+
+/// Everything one test runs against.
+pub struct System {
+    pub emulator: Emulator,
+    pub topology: Topology,
+    pub producer: Option<RunningProducer>,
+    pub worker: Option<RunningWorker>,
+    pub keys: KeyPair,
+    pub broker: Broker,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    pub domain: String,
+    pub sku: String,
+    sequence: u64,
+}
+
+/// Short retries, so that tests stay fast; the production defaults are minutes.
+pub fn fast_online(emulator: &Emulator) -> OnlineConfig {
+    let tenant = emulator.tenant();
+    let mut config = OnlineConfig::new(
+        tenant.tenant_id.to_string(),
+        tenant.client_id.to_string(),
+        SecretString::from(tenant.client_secret.clone()),
+    )
+    .with_single_base_url(&emulator.base_url());
+    config.retry = RetryPolicy {
+        min_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(400),
+        max_retries: 3,
+        total_budget: Duration::from_secs(5),
+        max_retry_after: Duration::from_secs(5),
+        replication_retries: 3,
+        replication_delay: Duration::from_millis(100),
+    };
+    config
+}
+
+impl System {
+    pub async fn spawn() -> System {
+        System::spawn_with(|_| {}).await
+    }
+
+    /// A system whose worker settings `adjust` may change before it starts.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut WorkerSettings)) -> System {
+        let emulator = Emulator::start_for_tests().await.expect("emulator starts");
+        let prefix = format!("moss-test-{}", uuid::Uuid::new_v4().simple());
+        let topology = Topology::new(TopologyPrefix::parse(&prefix).unwrap(), PARTITIONS).unwrap();
+        let broker = Broker::connect(AMQP_URL, "moss-workers-test")
+            .await
+            .expect("RabbitMQ runs");
+        broker.declare(&topology).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let keys = generate_key_pair();
+        let mut producer_settings = ProducerSettings::new(
+            dir.path().join("producer"),
+            AMQP_URL.to_owned(),
+            topology.clone(),
+            moss_schemas::SealingKey::parse(&keys.public).unwrap(),
+        );
+        producer_settings.ingest_addr = "127.0.0.1:0".parse().unwrap();
+        let producer = moss_producer::start(producer_settings, CancellationToken::new())
+            .await
+            .expect("producer starts");
+        let tenant = emulator.tenant();
+        let domain = tenant.default_domain.clone();
+        let sku = tenant.skus[0].sku_part_number.clone();
+        let mut system = System {
+            emulator,
+            topology,
+            producer: Some(producer),
+            worker: None,
+            keys,
+            broker,
+            http: reqwest::Client::new(),
+            dir,
+            domain,
+            sku,
+            sequence: 1,
+        };
+        system.start_worker(adjust).await;
+        system
+    }
+
+    pub fn worker_path(&self) -> PathBuf {
+        self.dir.path().join("worker")
+    }
+
+    pub async fn start_worker(&mut self, adjust: impl FnOnce(&mut WorkerSettings)) {
+        let opening_key = moss_schemas::OpeningKey::parse(&self.keys.private)
+            .expect("the key pair's own opening key parses");
+        let mut settings = WorkerSettings::new(
+            AMQP_URL,
+            self.topology.clone(),
+            self.worker_path(),
+            fast_online(&self.emulator),
+            opening_key,
+        );
+        settings.worker_name = "moss-test-worker".into();
+        settings.retry = RetrySettings {
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_attempts: 4,
+            budget: Duration::from_secs(60),
+        };
+        settings.circuit = CircuitSettings {
+            failure_threshold: 3,
+            first_probe_after: Duration::from_millis(300),
+            max_probe_interval: Duration::from_secs(2),
+        };
+        settings.shutdown_grace = Duration::from_secs(5);
+        adjust(&mut settings);
+        let worker = moss_workers::start(settings, CancellationToken::new())
+            .await
+            .expect("worker starts");
+        self.worker = Some(worker);
+    }
+
+    pub async fn stop_worker(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.shutdown().await.expect("worker stops cleanly");
+        }
+    }
+
+    pub fn worker(&self) -> &RunningWorker {
+        self.worker.as_ref().expect("worker running")
+    }
+
+    pub fn upn(&self, local: &str) -> String {
+        format!("{local}@{}", self.domain)
+    }
+
+    /// The next sequence number (increasing across the test).
+    pub fn next_sequence(&mut self) -> u64 {
+        self.sequence += 1;
+        self.sequence
+    }
+
+    /// A CloudEvent for ingest.
+    pub fn event(&mut self, subject: &str, event_type: &str, data: Value) -> Value {
+        let sequence = self.next_sequence();
+        event_with_sequence(subject, event_type, data, sequence)
+    }
+
+    /// POSTs one event to the producer's ingest; panics unless it is accepted.
+    pub async fn post(&self, event: &Value) {
+        let addr = self.producer.as_ref().unwrap().ingest_addr();
+        let response = self
+            .http
+            .post(format!("http://{addr}/v1/events"))
+            .header("content-type", "application/cloudevents+json")
+            .body(serde_json::to_vec(event).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status.as_u16(), 202, "ingest refused the event: {body}");
+    }
+
+    /// Publishes raw bytes straight to a partition, as a misbehaving producer would.
+    pub async fn publish_raw(
+        &self,
+        partition: u16,
+        message_id: &str,
+        body: &[u8],
+        headers: Headers,
+    ) {
+        let publisher = self.broker.publisher().await.unwrap();
+        publisher
+            .publish(OutgoingMessage {
+                exchange: self.topology.events_exchange(),
+                routing_key: self.topology.partition_routing_key(partition),
+                message_id: message_id.to_owned(),
+                body: body.to_vec(),
+                content_type: "application/cloudevents+json".into(),
+                headers,
+                persistence: Persistence::Persistent,
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Takes every dead letter now in `{prefix}.dead` (acknowledging them).
+    pub async fn take_dead_letters(&self, expected: usize, deadline: Duration) -> Vec<Delivery> {
+        let mut consumer = self
+            .broker
+            .consume(&self.topology.dead_queue(), 200, "")
+            .await
+            .unwrap();
+        let mut letters = Vec::new();
+        let until = tokio::time::Instant::now() + deadline;
+        while letters.len() < expected {
+            match tokio::time::timeout_at(until, consumer.next()).await {
+                Ok(Some(Ok(delivery))) => {
+                    delivery.ack().await.unwrap();
+                    letters.push(delivery);
+                }
+                _ => break,
+            }
+        }
+        consumer.shutdown().await.unwrap();
+        letters
+    }
+
+    /// The number of messages waiting in the dead queue.
+    pub async fn dead_letter_count(&self) -> u32 {
+        self.broker
+            .queue_depth(&self.topology.dead_queue())
+            .await
+            .unwrap()
+            .ready
+    }
+
+    /// A user of the emulator by UPN (active or soft-deleted).
+    pub fn user(&self, upn: &str) -> Option<Value> {
+        self.emulator.user(upn)
+    }
+
+    /// Stops everything and deletes the topology.
+    pub async fn finish(mut self) {
+        self.stop_worker().await;
+        if let Some(producer) = self.producer.take() {
+            producer.shutdown().await;
+        }
+        let _ = self.broker.delete_topology(&self.topology).await;
+        let _ = self.broker.close().await;
+        self.emulator.shutdown().await;
+    }
+}
+
+pub fn event_with_sequence(subject: &str, event_type: &str, data: Value, sequence: u64) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": uuid::Uuid::now_v7().to_string(),
+        "source": "moss-producer/test",
+        "type": event_type,
+        "subject": subject,
+        "time": chrono::Utc::now().to_rfc3339(),
+        "sequence": sequence.to_string(),
+        "data": data,
+    })
+}
+
+pub fn new_subject() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Polls `check` every 100 ms until it holds or `deadline` passes.
+pub async fn eventually(deadline: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if check() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether the emulator's user is active, not deleted.
+pub fn is_deleted(user: &Value) -> bool {
+    user["_emulator"]["deleted"].as_bool() == Some(true)
+}

@@ -28,6 +28,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Everything on one machine: topology, producer, a worker, and the emulator unless a tenant is configured.
+    Up(commands::up::UpArgs),
+    /// A worker alone: joins the partition queues and applies events to the tenant.
+    Worker(commands::worker::WorkerArgs),
     /// The producer alone: HTTP ingest and the outbox relay to RabbitMQ.
     Producer(commands::producer::ProducerArgs),
     /// The Microsoft Online Services emulator alone (Graph, token endpoint, Exchange admin).
@@ -55,6 +59,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let file = config::FileConfig::load(cli.config.as_deref())?;
     match cli.command {
         Command::Keys(command) => commands::keys::run(command),
+        Command::Up(args) => {
+            logging::init(cli.log_format);
+            runtime()?.block_on(commands::up::run(args, &file))
+        }
+        Command::Worker(args) => {
+            logging::init(cli.log_format);
+            runtime()?.block_on(commands::worker::run(args, &file))
+        }
         Command::Producer(args) => {
             logging::init(cli.log_format);
             runtime()?.block_on(commands::producer::run(args, &file))

@@ -1,0 +1,194 @@
+//! `moss up`: everything on one machine in one command: the topology, the producer's ingest, a
+//! worker, and — unless a tenant is configured — the built-in emulator standing in for Microsoft,
+//! with a development key pair for sealing passwords in the data dir. Ctrl-C stops it cleanly:
+//! the ingest stops taking requests, in-flight events finish, the outboxes flush.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::commands::emulator::{DEFAULT_EMULATOR_LISTEN, load_seed};
+use crate::commands::keys::{self, Overwrite, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE};
+use crate::commands::producer::IngestArgs;
+use crate::commands::worker::TenantArgs;
+use crate::config::{self, CommonArgs, FileConfig, layered};
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    ingest: IngestArgs,
+    #[command(flatten)]
+    tenant: TenantArgs,
+    /// Where the emulator listens when no tenant is configured.
+    #[arg(long, env = "MOSS_EMULATOR_LISTEN", value_name = "ADDR")]
+    emulator_listen: Option<String>,
+    /// A TOML seed for the emulator (see docs/EMULATOR.md).
+    #[arg(long, value_name = "FILE")]
+    emulator_seed: Option<PathBuf>,
+}
+
+pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
+    let common = args.common.resolve(file)?;
+    config::private_dir(&common.data_dir)?;
+    let shutdown = crate::shutdown::on_signal();
+
+    // Sealing keys: configured ones, or a development pair kept in the data dir.
+    let dev_keys = common.data_dir.join("keys");
+    let configured_public = config::sealing_key(
+        args.ingest.seal_public_key.clone(),
+        args.ingest.seal_public_key_file.clone(),
+        file,
+    )?;
+    let configured_private = args.tenant.opening_key(file)?;
+    let (sealing_key, opening_key) = match (configured_public, configured_private) {
+        (Some(public), Some(private)) => (public, private),
+        (None, None) => {
+            if !dev_keys.join(PRIVATE_KEY_FILE).exists() {
+                keys::generate(&dev_keys, Overwrite::Refuse)?;
+            }
+            let private = config::read_secret_file(
+                &dev_keys.join(PRIVATE_KEY_FILE),
+                "the development private key",
+            )?;
+            let opening = moss_schemas::OpeningKey::parse(&private).with_context(|| {
+                format!(
+                    "{} holds no age private key",
+                    dev_keys.join(PRIVATE_KEY_FILE).display()
+                )
+            })?;
+            let public = moss_schemas::SealingKey::parse(&keys::read_key_file(
+                &dev_keys.join(PUBLIC_KEY_FILE),
+            )?)
+            .with_context(|| {
+                format!(
+                    "{} holds no age public key",
+                    dev_keys.join(PUBLIC_KEY_FILE).display()
+                )
+            })?;
+            (public, opening)
+        }
+        _ => anyhow::bail!(
+            "set both MOSS_SEAL_PUBLIC_KEY(_FILE) and MOSS_SEAL_PRIVATE_KEY_FILE, or neither (then `moss up` makes a development pair)"
+        ),
+    };
+
+    // The tenant: configured, or the emulator.
+    let mut emulator = None;
+    let online = if args.tenant.configured(file) {
+        args.tenant.online_config(file)?
+    } else {
+        let listen = layered(
+            args.emulator_listen.clone(),
+            file.emulator_listen.clone(),
+            || DEFAULT_EMULATOR_LISTEN.to_owned(),
+        );
+        let listen = config::socket_addr(&listen, "MOSS_EMULATOR_LISTEN")?;
+        let seed = load_seed(args.emulator_seed.as_deref())?;
+        let running = moss_emulator::Emulator::start(seed, listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "could not start the emulator on {listen}; is something else listening there?"
+                )
+            })?;
+        let tenant = running.tenant();
+        let online = moss_online::OnlineConfig::new(
+            tenant.tenant_id.to_string(),
+            tenant.client_id.to_string(),
+            secrecy::SecretString::from(tenant.client_secret.clone()),
+        )
+        .with_single_base_url(&running.base_url());
+        emulator = Some(running);
+        online
+    };
+
+    let mut producer_settings = args.ingest.settings(&common, file, Some(sealing_key))?;
+    if producer_settings.metrics_addr.is_none() {
+        producer_settings.metrics_addr =
+            Some(config::socket_addr("127.0.0.1:9480", "MOSS_METRICS_ADDR")?);
+    }
+    let producer = moss_producer::start(producer_settings, shutdown.clone())
+        .await
+        .context("the producer could not start")?;
+    let worker_settings = moss_workers::WorkerSettings::new(
+        common.amqp_url.clone(),
+        common.topology.clone(),
+        common.data_dir.join("worker"),
+        online,
+        opening_key,
+    );
+    let worker = match moss_workers::start(worker_settings, shutdown.clone()).await {
+        Ok(worker) => worker,
+        Err(error) => {
+            producer.shutdown().await;
+            return Err(anyhow::Error::new(error).context("the worker could not start"));
+        }
+    };
+
+    println!("moss is up (Ctrl-C stops it)");
+    println!("  ingest    http://{}/v1/events", producer.ingest_addr());
+    if let Some(addr) = producer.metrics_addr() {
+        println!("  metrics   http://{addr}/metrics");
+    }
+    println!(
+        "  rabbitmq  {} (queues {}.*)",
+        redact_url(&common.amqp_url),
+        common.topology.prefix().as_str()
+    );
+    println!("  data      {}", common.data_dir.display());
+    if let Some(emulator) = &emulator {
+        let tenant = emulator.tenant();
+        println!(
+            "  emulator  {} (tenant {}, domain {})",
+            emulator.base_url(),
+            tenant.tenant_id,
+            tenant.default_domain
+        );
+        println!("            state: {}/_emulator/state", emulator.base_url());
+    }
+    println!(
+        "try:  moss publish user-added --subject $(cat /proc/sys/kernel/random/uuid) --account-name ana --display-name 'Ana Silva' --upn ana@{} --usage-location PT",
+        emulator
+            .as_ref()
+            .map(|e| e.tenant().default_domain)
+            .unwrap_or_else(|| "your-domain".to_owned())
+    );
+
+    shutdown.cancelled().await;
+    let worker_result = worker.wait().await;
+    producer.wait().await;
+    if let Some(emulator) = emulator {
+        emulator.shutdown().await;
+    }
+    worker_result.context("the worker stopped with an error")?;
+    Ok(())
+}
+
+/// The URL without its password, for printing.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_printed_amqp_url_hides_its_password() {
+        assert_eq!(
+            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact_url("amqp://127.0.0.1"), "amqp://127.0.0.1");
+    }
+}

@@ -62,6 +62,13 @@ impl System {
         System::spawn_with(|_| {}).await
     }
 
+    /// A system with no worker yet (start one with [`System::start_worker`]).
+    pub async fn spawn_without_worker() -> System {
+        let mut system = System::spawn_with(|_| {}).await;
+        system.stop_worker().await;
+        system
+    }
+
     /// A system whose worker settings `adjust` may change before it starts.
     pub async fn spawn_with(adjust: impl FnOnce(&mut WorkerSettings)) -> System {
         let emulator = Emulator::start_for_tests().await.expect("emulator starts");
@@ -261,6 +268,122 @@ pub fn event_with_sequence(subject: &str, event_type: &str, data: Value, sequenc
         "sequence": sequence.to_string(),
         "data": data,
     })
+}
+
+/// The body of a user's `moss.user.added.v1` with an online account and a clear password.
+pub fn added(system: &System, local: &str, password: &str) -> Value {
+    json!({
+        "account_name": local,
+        "display_name": format!("User {local}"),
+        "given_name": "Test",
+        "surname": local,
+        "online_account": {"upn": system.upn(local), "usage_location": "DE", "licenses": [system.sku]},
+        "initial_password": {"clear": password},
+    })
+}
+
+/// Posts the full lifecycle (added, password, deactivated, reactivated, removed) cut at
+/// `steps` events for each user, interleaved across users; each event `copies` times.
+/// Returns the users as (subject, local part, steps) and the number of distinct events.
+pub async fn post_lifecycles(
+    system: &mut System,
+    count: usize,
+    copies: usize,
+) -> (Vec<(String, String, usize)>, usize) {
+    let users: Vec<(String, String, usize)> = (0..count)
+        .map(|index| {
+            (
+                new_subject(),
+                format!("u{index}-{}", &new_subject()[..6]),
+                index % 5 + 1,
+            )
+        })
+        .collect();
+    for step in 0..5 {
+        for (subject, local, steps) in &users {
+            if step >= *steps {
+                continue;
+            }
+            let event = match step {
+                0 => {
+                    let data = added(system, local, "First-Passw0rd!");
+                    system.event(subject, "moss.user.added.v1", data)
+                }
+                1 => system.event(
+                    subject,
+                    "moss.user.password_changed.v1",
+                    json!({"password": {"clear": "Second-Passw0rd!"}}),
+                ),
+                2 => system.event(
+                    subject,
+                    "moss.user.deactivated.v1",
+                    json!({"reason": "left the company"}),
+                ),
+                3 => system.event(subject, "moss.user.reactivated.v1", json!({})),
+                _ => system.event(subject, "moss.user.removed.v1", json!({})),
+            };
+            for _ in 0..copies {
+                system.post(&event).await;
+            }
+        }
+    }
+    let total = users.iter().map(|(_, _, steps)| steps).sum();
+    (users, total)
+}
+
+/// Asserts the tenant holds exactly what the lifecycles posted by [`post_lifecycles`] lead to,
+/// with one committed create per user.
+pub fn assert_lifecycles(system: &System, users: &[(String, String, usize)]) {
+    for (_, local, steps) in users {
+        let upn = system.upn(local);
+        let user = system.user(&upn).unwrap_or_else(|| panic!("{upn} exists"));
+        match steps {
+            1 => {
+                assert_eq!(user["accountEnabled"], true, "{upn}");
+                assert_eq!(
+                    system.emulator.password_matches(&upn, "First-Passw0rd!"),
+                    Some(true),
+                    "{upn}"
+                );
+                assert_eq!(
+                    user["assignedLicenses"].as_array().map(Vec::len),
+                    Some(1),
+                    "{upn}"
+                );
+            }
+            2 => {
+                assert_eq!(user["accountEnabled"], true, "{upn}");
+                assert_eq!(
+                    system.emulator.password_matches(&upn, "Second-Passw0rd!"),
+                    Some(true),
+                    "{upn}"
+                );
+            }
+            3 => assert_eq!(user["accountEnabled"], false, "{upn} is deactivated"),
+            4 => assert_eq!(user["accountEnabled"], true, "{upn} is reactivated"),
+            _ => assert!(is_deleted(&user), "{upn} is removed"),
+        }
+        assert!(!is_deleted(&user) || *steps == 5, "{upn} was never removed");
+    }
+    let creates = system
+        .emulator
+        .writes()
+        .iter()
+        .filter(|request| {
+            request.method == "POST" && request.path == "/v1.0/users" && request.committed
+        })
+        .count();
+    assert_eq!(
+        creates,
+        users.len(),
+        "exactly one committed create per user"
+    );
+    let users_in_tenant = system.emulator.state().users.len();
+    assert_eq!(
+        users_in_tenant,
+        users.len(),
+        "no second account was created"
+    );
 }
 
 pub fn new_subject() -> String {

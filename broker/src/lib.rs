@@ -13,6 +13,7 @@
 //!   [`PublishError::Returned`], never a success, and every publish has a time limit.
 //! - [`Consumer`] uses per-consumer prefetch only and shuts down channel-first.
 
+pub mod baseline;
 mod broker;
 mod consumer;
 mod error;

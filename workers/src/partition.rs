@@ -101,9 +101,10 @@ pub(crate) async fn run_partition(
             },
         }
         if reconsume {
-            // Deliveries of the old channel were requeued by the broker; forget their lanes'
-            // waiting items (acks on a closed channel cannot land anyway).
-            drop(lanes.drain_waiting());
+            // Deliveries of the old channel were requeued by the broker and will come again.
+            // Their lanes keep running (acks fail, the ledger makes the redeliveries
+            // duplicates), so a subject's redelivered events still queue behind its running
+            // one instead of overtaking it.
             tokio::select! {
                 () = ctx.shutdown.cancelled() => break,
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -150,3 +150,51 @@ async fn throttling_is_obeyed_and_the_write_rate_adapts_without_a_storm_of_429s(
     assert_eq!(system.worker().counters().dead_lettered, 0);
     system.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_secret_pauses_the_worker_and_shutdown_hands_the_backlog_back_intact() {
+    let mut system = System::spawn_without_worker().await;
+    system
+        .start_worker(|settings| {
+            settings.online.client_secret = secrecy::SecretString::from("not-the-secret");
+        })
+        .await;
+    let mut locals = Vec::new();
+    for _ in 0..3 {
+        let local = format!("cfg-{}", &new_subject()[..6]);
+        let data = added(&system, &local, "First-Passw0rd!");
+        let event = system.event(&new_subject(), "moss.user.added.v1", data);
+        system.post(&event).await;
+        locals.push(local);
+    }
+    eventually(
+        Duration::from_secs(15),
+        "the circuit opens for configuration",
+        || {
+            matches!(
+                system.worker().circuit_state(),
+                CircuitState::Open {
+                    cause: moss_workers::FailureClass::Configuration
+                } | CircuitState::Probing {
+                    cause: moss_workers::FailureClass::Configuration
+                }
+            )
+        },
+    )
+    .await;
+    system.stop_worker().await;
+    assert_eq!(system.dead_letter_count().await, 0);
+    assert!(system.emulator.state().users.is_empty());
+
+    // The operator fixes the secret; the same store, the same queues.
+    system.start_worker(|_| {}).await;
+    eventually(Duration::from_secs(15), "the backlog drains", || {
+        applied(&system) >= locals.len()
+    })
+    .await;
+    for local in &locals {
+        assert!(system.user(&system.upn(local)).is_some());
+    }
+    assert_eq!(system.worker().counters().dead_lettered, 0);
+    system.finish().await;
+}

@@ -258,7 +258,7 @@ impl System {
 }
 
 pub fn event_with_sequence(subject: &str, event_type: &str, data: Value, sequence: u64) -> Value {
-    json!({
+    let mut event = json!({
         "specversion": "1.0",
         "id": uuid::Uuid::now_v7().to_string(),
         "source": "moss-producer/test",
@@ -266,8 +266,9 @@ pub fn event_with_sequence(subject: &str, event_type: &str, data: Value, sequenc
         "subject": subject,
         "time": chrono::Utc::now().to_rfc3339(),
         "sequence": sequence.to_string(),
-        "data": data,
-    })
+    });
+    event["data"] = data;
+    event
 }
 
 /// The body of a user's `moss.user.added.v1` with an online account and a clear password.

@@ -5,6 +5,7 @@
 mod commands;
 mod config;
 mod logging;
+mod operate;
 mod shutdown;
 
 use std::process::ExitCode;
@@ -41,6 +42,11 @@ enum Command {
     /// Keys for sealing passwords between producer and workers.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
+    /// What an operator watches: partitions, dead letters, backlog, rates, circuit, last errors.
+    Status(commands::status::StatusArgs),
+    /// The dead letters: list, show, replay (in order, keeping event ids), purge.
+    #[command(subcommand)]
+    Dlq(commands::dlq::DlqCommand),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +82,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime()?.block_on(commands::emulator::run(args, &file))
         }
         Command::Publish(args) => runtime()?.block_on(commands::publish::run(args, &file)),
+        Command::Status(args) => runtime()?.block_on(commands::status::run(args, &file)),
+        Command::Dlq(command) => runtime()?.block_on(commands::dlq::run(command, &file)),
     }
 }
 

@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
+pub(crate) mod dlq;
 pub(crate) mod emulator;
 pub(crate) mod keys;
 pub(crate) mod producer;
 pub(crate) mod publish;
+pub(crate) mod status;
 pub(crate) mod up;
 pub(crate) mod worker;

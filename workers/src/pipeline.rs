@@ -2,6 +2,7 @@
 //! handler with retries under the shared circuit, and the one place that settles (ack after
 //! the ledger is flushed, dead letter with confirm then ack, or hand back).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -203,9 +204,42 @@ async fn pause_then_hand_back(ctx: &WorkerContext) -> Settlement {
     Settlement::HandBack
 }
 
+/// What retrying needs from the worker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryScope<'a> {
+    pub(crate) circuit: &'a Circuit,
+    pub(crate) retry: &'a RetrySettings,
+    pub(crate) counters: &'a Counters,
+    pub(crate) shutdown: &'a CancellationToken,
+}
+
 /// Calls the handler until it ends in something other than `Retry`, under the circuit.
 async fn attempt(ctx: &WorkerContext, event: &Envelope) -> Settlement {
-    let retry = &ctx.retry;
+    let scope = RetryScope {
+        circuit: &ctx.circuit,
+        retry: &ctx.retry,
+        counters: &ctx.counters,
+        shutdown: &ctx.shutdown,
+    };
+    attempt_with(scope, event, || handlers::apply(event, &ctx.tenant)).await
+}
+
+/// The retry loop around any `apply`, so that its rules can be tested without a tenant.
+pub(crate) async fn attempt_with<F, Fut>(
+    scope: RetryScope<'_>,
+    event: &Envelope,
+    mut apply: F,
+) -> Settlement
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let RetryScope {
+        circuit,
+        retry,
+        counters,
+        shutdown,
+    } = scope;
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(retry.first_delay)
         .with_max_delay(retry.max_delay)
@@ -221,12 +255,12 @@ async fn attempt(ctx: &WorkerContext, event: &Envelope) -> Settlement {
             tracing::warn!(event_id = %event.id, "held too long while the tenant fails; handing it back");
             return Settlement::HandBack;
         }
-        let Some(admission) = ctx.circuit.admit(&ctx.shutdown).await else {
+        let Some(admission) = circuit.admit(shutdown).await else {
             return Settlement::HandBack;
         };
         attempts += 1;
         let started = Instant::now();
-        let outcome = handlers::apply(event, &ctx.tenant).await;
+        let outcome = apply().await;
         let (after, failure) = match outcome {
             Outcome::Retry { after, failure } => (after, failure),
             final_outcome => {
@@ -236,26 +270,26 @@ async fn attempt(ctx: &WorkerContext, event: &Envelope) -> Settlement {
                     }
                     _ => Signal::Answered,
                 };
-                ctx.circuit.record(admission, signal);
+                circuit.record(admission, signal);
                 return Settlement::Done {
                     outcome: final_outcome,
                     attempts,
                 };
             }
         };
-        Counters::bump(&ctx.counters.retries);
+        Counters::bump(&counters.retries);
         let signal = if failure.class.is_tenant_wide() {
             Signal::TenantFailure(failure.class)
         } else {
             Signal::Answered
         };
-        ctx.circuit.record(admission, signal);
+        circuit.record(admission, signal);
         let wait = after
             .unwrap_or_else(|| backoff.next().unwrap_or(retry.max_delay))
             .min(retry.max_delay.max(Duration::from_secs(1)));
         // An attempt counts towards giving up only while the tenant as a whole answers: an
         // outage is backpressure, not dead letters.
-        let counts = admission == Admission::Normal && ctx.circuit.is_closed();
+        let counts = admission == Admission::Normal && circuit.is_closed();
         if counts {
             counted_attempts += 1;
             counted_time += started.elapsed() + wait;
@@ -281,7 +315,7 @@ async fn attempt(ctx: &WorkerContext, event: &Envelope) -> Settlement {
             "retrying"
         );
         tokio::select! {
-            () = ctx.shutdown.cancelled() => return Settlement::HandBack,
+            () = shutdown.cancelled() => return Settlement::HandBack,
             () = tokio::time::sleep(wait) => {}
         }
     }
@@ -592,6 +626,144 @@ mod tests {
         let replay = Headers::new().with_text(REPLAY_OF, blocking.id.to_string());
         assert_eq!(fixture.admit(&replay, &blocking), Admit::Proceed);
         assert_eq!(fixture.admit(&Headers::new(), &behind), Admit::Proceed);
+    }
+
+    fn scope_parts() -> (Circuit, RetrySettings, Counters, CancellationToken) {
+        (
+            Circuit::new(crate::circuit::CircuitSettings {
+                failure_threshold: 3,
+                first_probe_after: Duration::from_secs(1),
+                max_probe_interval: Duration::from_secs(4),
+            }),
+            RetrySettings {
+                first_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(1),
+                max_attempts: 3,
+                budget: Duration::from_secs(60),
+            },
+            Counters::default(),
+            CancellationToken::new(),
+        )
+    }
+
+    fn retry(class: FailureClass) -> Outcome {
+        Outcome::Retry {
+            after: None,
+            failure: Failure::local(class, "Test", "failed"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_that_keeps_failing_alone_is_dead_lettered_after_its_attempts() {
+        let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let scope = RetryScope {
+            circuit: &circuit,
+            retry: &retry_settings,
+            counters: &counters,
+            shutdown: &shutdown,
+        };
+        let event = event(subject(), 1);
+        let settlement =
+            attempt_with(scope, &event, || async { retry(FailureClass::Permanent) }).await;
+        match settlement {
+            Settlement::Done {
+                outcome: Outcome::DeadLetter { reason },
+                attempts,
+            } => {
+                assert_eq!(attempts, 3);
+                assert!(reason.message.contains("gave up after 3 attempts"));
+            }
+            other => panic!("expected a dead letter, got {other:?}"),
+        }
+        assert!(
+            circuit.is_closed(),
+            "one event's failures say nothing about the tenant"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_while_the_circuit_is_open_never_dead_letter_and_the_event_applies_after() {
+        let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let scope = RetryScope {
+            circuit: &circuit,
+            retry: &retry_settings,
+            counters: &counters,
+            shutdown: &shutdown,
+        };
+        let event = event(subject(), 1);
+        let calls = std::cell::Cell::new(0);
+        // Ten transient failures (an outage), far more than max_attempts, then success.
+        let settlement = attempt_with(scope, &event, || {
+            calls.set(calls.get() + 1);
+            let outcome = if calls.get() <= 10 {
+                retry(FailureClass::Transient)
+            } else {
+                Outcome::Applied
+            };
+            async move { outcome }
+        })
+        .await;
+        match settlement {
+            Settlement::Done {
+                outcome: Outcome::Applied,
+                attempts,
+            } => assert_eq!(attempts, 11),
+            other => panic!("expected applied, got {other:?}"),
+        }
+        assert!(circuit.is_closed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_during_a_retry_wait_hands_the_delivery_back() {
+        let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let scope = RetryScope {
+            circuit: &circuit,
+            retry: &retry_settings,
+            counters: &counters,
+            shutdown: &shutdown,
+        };
+        let event = event(subject(), 1);
+        let settlement = attempt_with(scope, &event, || {
+            shutdown.cancel();
+            async { retry(FailureClass::Transient) }
+        })
+        .await;
+        assert!(matches!(settlement, Settlement::HandBack));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_waited_out_before_the_next_attempt() {
+        let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let scope = RetryScope {
+            circuit: &circuit,
+            retry: &retry_settings,
+            counters: &counters,
+            shutdown: &shutdown,
+        };
+        let event = event(subject(), 1);
+        let calls = std::cell::Cell::new(0);
+        let started = Instant::now();
+        let settlement = attempt_with(scope, &event, || {
+            calls.set(calls.get() + 1);
+            let outcome = if calls.get() == 1 {
+                Outcome::Retry {
+                    after: Some(Duration::from_millis(700)),
+                    failure: Failure::local(FailureClass::Throttled, "TooManyRequests", "429"),
+                }
+            } else {
+                Outcome::AlreadyApplied
+            };
+            async move { outcome }
+        })
+        .await;
+        assert!(matches!(
+            settlement,
+            Settlement::Done {
+                outcome: Outcome::AlreadyApplied,
+                attempts: 2
+            }
+        ));
+        assert!(started.elapsed() >= Duration::from_millis(700));
     }
 
     #[test]

@@ -607,3 +607,78 @@ async fn operator_mistakes_are_one_sentence_a_failure_and_change_nothing() {
     assert_eq!(listed["letters"][0]["id"], "e-2");
     installation.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_of_thousands_reports_progress_in_plain_lines_when_not_on_a_terminal() {
+    let installation = DeadQueueOnly::declare().await;
+    let count = 2_500_usize;
+    let publisher = installation.broker.publisher().await.unwrap();
+    let messages: Vec<OutgoingMessage> = (0..count)
+        .map(|index| {
+            let subject = uuid::Uuid::new_v4().to_string();
+            let id = format!("bulk-{index:05}");
+            let body = json!({
+                "specversion": "1.0", "id": id, "source": "test", "type": "moss.user.reactivated.v1",
+                "subject": subject, "sequence": "1", "time": "2026-01-01T10:00:00Z", "data": {},
+            });
+            OutgoingMessage {
+                exchange: installation.topology.dead_exchange(),
+                routing_key: "p0".into(),
+                message_id: id,
+                body: serde_json::to_vec(&body).unwrap(),
+                content_type: "application/cloudevents+json".into(),
+                headers: Headers::new()
+                    .with_text(moss_workers::ERROR_CLASS, "transient")
+                    .with_text(moss_workers::SUBJECT, subject)
+                    .with_text(
+                        moss_workers::DEAD_AT,
+                        format!("2026-01-01T10:{:02}:{:02}.000Z", index / 60 % 60, index % 60),
+                    ),
+                persistence: Persistence::Persistent,
+            }
+        })
+        .collect();
+    for result in publisher.publish_batch(messages).await {
+        result.unwrap();
+    }
+    publisher.close().await.unwrap();
+    dead_count_becomes(
+        &installation.broker,
+        &installation.topology,
+        u32::try_from(count).unwrap(),
+        Duration::from_secs(10),
+    )
+    .await;
+
+    let (code, stdout, stderr) = moss(
+        &installation.topology,
+        &["dlq", "replay", "--class", "transient"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("replayed {count} dead letters")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("replayed 250 of {count}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("replayed {count} of {count}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\r'), "no bar drawn off a terminal");
+    dead_count_becomes(
+        &installation.broker,
+        &installation.topology,
+        0,
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut in_partitions = 0;
+    for queue in installation.topology.partition_queues() {
+        in_partitions += installation.broker.queue_depth(&queue).await.unwrap().ready;
+    }
+    assert_eq!(in_partitions, u32::try_from(count).unwrap());
+    installation.finish().await;
+}

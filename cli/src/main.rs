@@ -7,6 +7,7 @@ mod config;
 mod logging;
 mod operate;
 mod shutdown;
+mod worker_metrics;
 
 use std::process::ExitCode;
 

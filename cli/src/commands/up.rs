@@ -11,7 +11,7 @@ use clap::Args;
 use crate::commands::emulator::{DEFAULT_EMULATOR_LISTEN, load_seed};
 use crate::commands::keys::{self, Overwrite, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE};
 use crate::commands::producer::IngestArgs;
-use crate::commands::worker::TenantArgs;
+use crate::commands::worker::{DEFAULT_WORKER_METRICS_ADDR, TenantArgs};
 use crate::config::{self, CommonArgs, FileConfig, layered};
 
 #[derive(Debug, Args)]
@@ -25,6 +25,9 @@ pub(crate) struct UpArgs {
     /// Where the emulator listens when no tenant is configured.
     #[arg(long, env = "MOSS_EMULATOR_LISTEN", value_name = "ADDR")]
     emulator_listen: Option<String>,
+    /// Where the worker serves /metrics (MOSS_METRICS_ADDR is the producer's here).
+    #[arg(long, env = "MOSS_WORKER_METRICS_ADDR", value_name = "ADDR")]
+    worker_metrics_addr: Option<String>,
     /// A TOML seed for the emulator (see docs/EMULATOR.md).
     #[arg(long, value_name = "FILE")]
     emulator_seed: Option<PathBuf>,
@@ -113,11 +116,17 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
     let producer = moss_producer::start(producer_settings, shutdown.clone())
         .await
         .context("the producer could not start")?;
+    let worker_metrics_addr = config::socket_addr(
+        args.worker_metrics_addr
+            .as_deref()
+            .unwrap_or(DEFAULT_WORKER_METRICS_ADDR),
+        "MOSS_WORKER_METRICS_ADDR",
+    )?;
     let worker_settings = moss_workers::WorkerSettings::new(
         common.amqp_url.clone(),
         common.topology.clone(),
         common.data_dir.join("worker"),
-        online,
+        online.clone(),
         opening_key,
     );
     let worker = match moss_workers::start(worker_settings, shutdown.clone()).await {
@@ -131,7 +140,9 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
     println!("moss is up (Ctrl-C stops it)");
     println!("  ingest    http://{}/v1/events", producer.ingest_addr());
     if let Some(addr) = producer.metrics_addr() {
-        println!("  metrics   http://{addr}/metrics");
+        println!(
+            "  metrics   http://{addr}/metrics (producer), http://{worker_metrics_addr}/metrics (worker)"
+        );
     }
     println!(
         "  rabbitmq  {} (queues {}.*)",
@@ -157,14 +168,19 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
             .unwrap_or_else(|| "your-domain".to_owned())
     );
 
-    shutdown.cancelled().await;
-    let worker_result = worker.wait().await;
+    let worker_result = crate::worker_metrics::serve_while_running(
+        worker,
+        worker_metrics_addr,
+        online,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
     producer.wait().await;
     if let Some(emulator) = emulator {
         emulator.shutdown().await;
     }
-    worker_result.context("the worker stopped with an error")?;
-    Ok(())
+    worker_result
 }
 
 /// The URL without its password, for printing.

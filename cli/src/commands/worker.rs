@@ -15,6 +15,9 @@ pub(crate) struct WorkerArgs {
     pub(crate) common: CommonArgs,
     #[command(flatten)]
     pub(crate) tenant: TenantArgs,
+    /// Where the worker serves /metrics.
+    #[arg(long, env = "MOSS_METRICS_ADDR", value_name = "ADDR")]
+    pub(crate) metrics_addr: Option<String>,
     /// Names this worker's connection and consumers in RabbitMQ.
     #[arg(
         long,
@@ -24,6 +27,9 @@ pub(crate) struct WorkerArgs {
     )]
     pub(crate) worker_name: String,
 }
+
+/// Where a worker serves /metrics unless told otherwise (INTERFACES.md).
+pub(crate) const DEFAULT_WORKER_METRICS_ADDR: &str = "127.0.0.1:9481";
 
 /// Which tenant to apply events to, and the key that opens sealed passwords.
 #[derive(Debug, Clone, Args)]

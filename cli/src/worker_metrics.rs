@@ -1,0 +1,224 @@
+//! The worker's `/metrics` (Prometheus text), served by `moss worker` and `moss up`: what it has
+//! done (from its counters), its circuit, its adaptive write rate, and the tenant's free seats
+//! per SKU (read once a minute, 3 resource units, so `moss status` can show them).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use moss_workers::{CircuitState, CounterSnapshot, RunningWorker};
+use tokio::sync::RwLock;
+use tokio_util::sync::CancellationToken;
+
+/// What the endpoint shows: a copy refreshed every second from the running worker.
+#[derive(Debug, Default)]
+struct View {
+    counters: CounterSnapshot,
+    circuit: Option<CircuitState>,
+    write_rate: f64,
+    free_seats: Vec<(String, i64)>,
+}
+
+/// Serves `/metrics` for `worker` until it stops, then returns the worker's own result.
+pub(crate) async fn serve_while_running(
+    worker: RunningWorker,
+    addr: SocketAddr,
+    online: moss_online::OnlineConfig,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("could not serve the worker's metrics on {addr} (MOSS_METRICS_ADDR)")
+    })?;
+    let view = Arc::new(RwLock::new(View::default()));
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(Arc::clone(&view));
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+            .await;
+    });
+    let seats_view = Arc::clone(&view);
+    let seats_shutdown = shutdown.clone();
+    let seats =
+        tokio::spawn(async move { refresh_free_seats(seats_view, online, seats_shutdown).await });
+
+    loop {
+        {
+            let mut current = view.write().await;
+            current.counters = worker.counters();
+            current.circuit = Some(worker.circuit_state());
+            current.write_rate = worker.write_rate();
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    let result = worker
+        .wait()
+        .await
+        .context("the worker stopped with an error");
+    seats.abort();
+    let _ = server.await;
+    result
+}
+
+async fn refresh_free_seats(
+    view: Arc<RwLock<View>>,
+    online: moss_online::OnlineConfig,
+    shutdown: CancellationToken,
+) {
+    let Ok(client) = moss_online::OnlineClient::new(online) else {
+        return;
+    };
+    loop {
+        match client.refresh_subscribed_skus().await {
+            Ok(skus) => {
+                view.write().await.free_seats = skus
+                    .iter()
+                    .map(|sku| {
+                        let name = sku
+                            .sku_part_number
+                            .clone()
+                            .unwrap_or_else(|| sku.sku_id.0.to_string());
+                        (name, sku.available_units())
+                    })
+                    .collect();
+            }
+            Err(error) => tracing::debug!(error = %error, "free seats not refreshed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+    }
+}
+
+async fn metrics(State(view): State<Arc<RwLock<View>>>) -> impl IntoResponse {
+    let view = view.read().await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&view),
+    )
+}
+
+fn render(view: &View) -> String {
+    let mut text = String::new();
+    let counters = &view.counters;
+    let mut counter = |name: &str, help: &str, value: u64| {
+        text.push_str(&format!("# HELP moss_worker_{name} {help}\n# TYPE moss_worker_{name} counter\nmoss_worker_{name} {value}\n"));
+    };
+    counter(
+        "events_received_total",
+        "Deliveries taken from the partition queues",
+        counters.received,
+    );
+    counter(
+        "events_applied_total",
+        "Events applied to the tenant",
+        counters.applied,
+    );
+    counter(
+        "events_already_applied_total",
+        "Events found already in effect in the tenant",
+        counters.already_applied,
+    );
+    counter(
+        "events_duplicate_total",
+        "Redeliveries of events the ledger already had",
+        counters.duplicates,
+    );
+    counter(
+        "events_stale_total",
+        "Events older than their subject's applied sequence",
+        counters.stale,
+    );
+    counter(
+        "events_dead_lettered_total",
+        "Events dead-lettered, quarantined ones included",
+        counters.dead_lettered,
+    );
+    counter(
+        "events_quarantined_total",
+        "Events dead-lettered behind an earlier one of the same subject",
+        counters.quarantined,
+    );
+    counter(
+        "retries_total",
+        "Attempts that ended in a retry",
+        counters.retries,
+    );
+    counter(
+        "events_handed_back_total",
+        "Deliveries handed back to RabbitMQ",
+        counters.handed_back,
+    );
+    counter(
+        "outcomes_published_total",
+        "Outcome events confirmed by RabbitMQ",
+        counters.outcomes_published,
+    );
+
+    text.push_str("# HELP moss_worker_circuit_state 1 on the current state; cause is the failure class that opened it\n");
+    text.push_str("# TYPE moss_worker_circuit_state gauge\n");
+    let (current, cause) = match view.circuit {
+        None | Some(CircuitState::Closed) => ("closed", String::new()),
+        Some(CircuitState::Open { cause }) => ("open", cause.to_string()),
+        Some(CircuitState::Probing { cause }) => ("probing", cause.to_string()),
+    };
+    for state in ["closed", "open", "probing"] {
+        let value = u8::from(state == current);
+        text.push_str(&format!(
+            "moss_worker_circuit_state{{state=\"{state}\",cause=\"{cause}\"}} {value}\n"
+        ));
+    }
+    text.push_str("# HELP moss_worker_write_rate The adaptive write rate, writes per second\n");
+    text.push_str(&format!(
+        "# TYPE moss_worker_write_rate gauge\nmoss_worker_write_rate {}\n",
+        view.write_rate
+    ));
+    text.push_str(
+        "# HELP moss_worker_free_seats Free licence seats per SKU, as last read from the tenant\n",
+    );
+    text.push_str("# TYPE moss_worker_free_seats gauge\n");
+    for (sku, free) in &view.free_seats {
+        let sku = sku.replace('\\', "\\\\").replace('"', "\\\"");
+        text.push_str(&format!("moss_worker_free_seats{{sku=\"{sku}\"}} {free}\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_the_current_circuit_state_and_each_sku() {
+        let view = View {
+            counters: CounterSnapshot {
+                applied: 7,
+                ..CounterSnapshot::default()
+            },
+            circuit: Some(CircuitState::Closed),
+            write_rate: 12.5,
+            free_seats: vec![("ENTERPRISEPACK".to_owned(), 3)],
+        };
+        let text = render(&view);
+        assert!(text.contains("moss_worker_events_applied_total 7\n"));
+        assert!(text.contains("moss_worker_circuit_state{state=\"closed\",cause=\"\"} 1\n"));
+        assert!(text.contains("moss_worker_circuit_state{state=\"open\",cause=\"\"} 0\n"));
+        assert!(text.contains("moss_worker_free_seats{sku=\"ENTERPRISEPACK\"} 3\n"));
+        assert!(text.contains("moss_worker_write_rate 12.5\n"));
+    }
+}

@@ -8,8 +8,10 @@
 //! Layout inside the one sled database: a tree `outbox/<name>` per outbox (key: big-endian id
 //! from sled's monotonic generator), `ledger` (event id → JSON [`AppliedRecord`]) and
 //! `versions` (subject → big-endian last applied sequence); the workers add `mapping` (subject →
-//! JSON [`MappingRecord`]) and `quarantine` (subject → JSON [`QuarantineRecord`]).
+//! JSON [`MappingRecord`]) and `quarantine` (subject → JSON [`QuarantineRecord`]); a directory watcher keeps
+//! `cursor/<name>` (its cookie and what it last saw of each object, see [`Cursor`]).
 
+mod cursor;
 mod error;
 mod ledger;
 mod mapping;
@@ -17,6 +19,7 @@ mod outbox;
 mod quarantine;
 mod store;
 
+pub use cursor::{Cursor, CursorWrite};
 pub use error::StoreError;
 pub use ledger::{
     AppliedEvent, AppliedRecord, AppliedResult, Ledger, RecordOutcome, VersionUpdate, Versions,

@@ -2,6 +2,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::cursor::Cursor;
 use crate::error::{SledResultExt, StoreError};
 use crate::ledger::{Ledger, Versions};
 use crate::mapping::Mapping;
@@ -146,6 +147,14 @@ impl Store {
             .open_tree("quarantine")
             .during("open the quarantine")?;
         Ok(Quarantine::new(self.clone(), tree))
+    }
+
+    /// A watcher's cursor called `name` (tree `cursor/<name>`, created on first use): its
+    /// synchronisation cookie and what it last saw, kept so that a restart resumes there.
+    ///
+    /// `name` is 1 to 64 characters of `a-z`, `0-9`, `-` and `_`.
+    pub fn cursor(&self, name: &str) -> Result<Cursor, StoreError> {
+        Cursor::open(self, name)
     }
 
     pub(crate) fn ledger_tree(&self) -> Result<sled::Tree, StoreError> {

@@ -264,8 +264,11 @@ async fn gather(
     let mut partitions = Vec::with_capacity(usize::from(topology.partitions()));
     for partition in 0..topology.partitions() {
         let queue = topology.partition_queue(partition);
-        let depth = broker.queue_depth(&queue).await.map_err(|error| {
-            anyhow::anyhow!(error).context(format!("could not inspect {queue}"))
+        let depth = broker.queue_depth(&queue).await.map_err(|error| match error {
+            moss_broker::BrokerError::QueueNotFound { .. } => anyhow::anyhow!(
+                "RabbitMQ has no queue {queue}; set MOSS_PARTITIONS to the installation's partition count"
+            ),
+            other => anyhow::anyhow!(other).context(format!("could not inspect {queue}")),
         })?;
         partitions.push(PartitionStatus {
             partition,

@@ -10,6 +10,7 @@ mod metrics;
 mod problem;
 mod record;
 mod relay;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,614 @@
+//! `moss watch ldap`: follows an OpenLDAP directory with the content synchronisation protocol
+//! (RFC 4533, refreshAndPersist, served by the syncprov overlay) and turns each reported change
+//! into events.
+//!
+//! Safety rules (docs/DIRECTORY.md): only an explicit delete from the server (a delete state,
+//! or a syncIdSet with refreshDeletes) removes anything; an entry that is merely absent, a
+//! refresh cut short, a connection lost or a server stopped is "unknown" and produces nothing.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ldap3::controls::{
+    EntryState, RawControl, RefreshMode, SyncInfo, SyncRequest, SyncState, parse_syncinfo,
+};
+use ldap3::{LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry};
+use moss_schemas::{Envelope, Sequence, Source, Subject};
+use moss_store::{Cursor, CursorWrite, Store, StoreError};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use super::csn::{cookie_micros, csn_micros};
+use super::mapping::{Attributes, DirectoryMapping, Seen, map_entry, removal};
+use super::sink::{Delivered, IngestSink};
+
+/// OID of the Sync State control carried by each entry (RFC 4533 §2.2).
+const SYNC_STATE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.2";
+/// `e-syncRefreshRequired`: the server cannot resume from our cookie and asks for a full refresh.
+const SYNC_REFRESH_REQUIRED: u32 = 4096;
+/// LDAP `invalidCredentials`.
+const INVALID_CREDENTIALS: u32 = 49;
+const COOKIE_KEY: &str = "cookie";
+const OBJECT_PREFIX: &str = "object/";
+
+/// What the LDAP watcher needs, checked before it connects.
+#[derive(Debug, Clone)]
+pub struct LdapWatchSettings {
+    /// The directory (`ldap://dc1.example.org:389/`).
+    pub url: String,
+    /// The subtree to follow (`ou=people,dc=example,dc=org`).
+    pub base: String,
+    /// Who the watcher binds as; it needs read access to the subtree and to entryUUID/entryCSN.
+    pub bind_dn: String,
+    /// The bind password (read from a file by the CLI; never logged).
+    pub password: SecretString,
+    /// Which attributes mean what.
+    pub mapping: DirectoryMapping,
+    /// The watcher's own database (`<data dir>/watch-ldap`): its cookie and what it last saw.
+    pub store_path: PathBuf,
+    /// The producer's ingest (`http://127.0.0.1:8480`).
+    pub ingest_url: String,
+    /// The ingest's bearer token, when it listens off loopback.
+    pub ingest_token: Option<SecretString>,
+    /// Longest wait between reconnection attempts.
+    pub max_reconnect_delay: Duration,
+}
+
+impl LdapWatchSettings {
+    /// Settings with the default mapping (inetOrgPerson, groupOfNames) and reconnect delay.
+    pub fn new(
+        url: String,
+        base: String,
+        bind_dn: String,
+        password: SecretString,
+        store_path: PathBuf,
+        ingest_url: String,
+    ) -> LdapWatchSettings {
+        LdapWatchSettings {
+            url,
+            base,
+            bind_dn,
+            password,
+            mapping: DirectoryMapping::default(),
+            store_path,
+            ingest_url,
+            ingest_token: None,
+            max_reconnect_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the watcher stopped for good (a lost directory connection is not one: it reconnects).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// A setting is unusable.
+    #[error("invalid watcher setting {field}: {reason}")]
+    Setting {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The watcher's database could not be opened, read or written.
+    #[error("the watcher's cursor at {path} failed")]
+    Store {
+        /// The database folder.
+        path: PathBuf,
+        /// What the store said.
+        #[source]
+        source: StoreError,
+    },
+    /// The directory refused the bind credentials.
+    #[error("the directory refused the bind as {bind_dn}; check the bind DN and the password file")]
+    Bind {
+        /// Who the watcher tried to bind as.
+        bind_dn: String,
+    },
+    /// The producer's ingest refused the events (a moss bug or a version mismatch).
+    #[error("the producer refused the watcher's events with status {status}: {detail}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The problem body.
+        detail: String,
+    },
+}
+
+/// How one connection to the directory ended, short of a fatal error.
+#[derive(Debug)]
+enum SessionEnd {
+    Shutdown,
+    /// The server cannot resume from the cookie: refresh from scratch, now.
+    RefreshRequired,
+    /// The connection broke or the server went away: try again after a pause.
+    Lost(String),
+}
+
+/// The watcher's memory: the cookie and what it last saw of each object, mirrored in the cursor.
+#[derive(Debug)]
+struct WatchState {
+    cursor: Cursor,
+    path: PathBuf,
+    cookie: Option<Vec<u8>>,
+    seen: HashMap<String, Seen>,
+    subjects_by_dn: HashMap<String, String>,
+}
+
+fn normalise_dn(dn: &str) -> String {
+    dn.split(',')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(",")
+        .to_ascii_lowercase()
+}
+
+impl WatchState {
+    fn load(store: &Store, path: PathBuf) -> Result<WatchState, WatchError> {
+        let failed = |source| WatchError::Store {
+            path: path.clone(),
+            source,
+        };
+        let cursor = store.cursor("ldap").map_err(failed)?;
+        let cookie = cursor.get(COOKIE_KEY).map_err(failed)?;
+        let mut seen = HashMap::new();
+        let mut subjects_by_dn = HashMap::new();
+        for (key, value) in cursor.scan_prefix(OBJECT_PREFIX).map_err(failed)? {
+            let subject = key.trim_start_matches(OBJECT_PREFIX).to_owned();
+            let record: Seen =
+                serde_json::from_slice(&value).map_err(|source| WatchError::Store {
+                    path: path.clone(),
+                    source: StoreError::Decode {
+                        record: "watcher object",
+                        source,
+                    },
+                })?;
+            subjects_by_dn.insert(normalise_dn(record.dn()), subject.clone());
+            seen.insert(subject, record);
+        }
+        Ok(WatchState {
+            cursor,
+            path,
+            cookie,
+            seen,
+            subjects_by_dn,
+        })
+    }
+
+    /// Stores the object's new state and the cookie in one flushed batch, then mirrors them.
+    async fn remember(
+        &mut self,
+        subject: &str,
+        object: Option<Seen>,
+        cookie: Option<Vec<u8>>,
+    ) -> Result<(), WatchError> {
+        let mut writes = Vec::new();
+        let key = format!("{OBJECT_PREFIX}{subject}");
+        match &object {
+            Some(seen) => writes.push(CursorWrite::Set {
+                key,
+                value: serde_json::to_vec(seen).unwrap_or_default(),
+            }),
+            None => writes.push(CursorWrite::Remove { key }),
+        }
+        if let Some(value) = &cookie {
+            writes.push(CursorWrite::Set {
+                key: COOKIE_KEY.to_owned(),
+                value: value.clone(),
+            });
+        }
+        let cursor = self.cursor.clone();
+        let written = tokio::task::spawn_blocking(move || cursor.write_all(&writes)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(source)) => {
+                return Err(WatchError::Store {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+            Err(join) => {
+                return Err(WatchError::Store {
+                    path: self.path.clone(),
+                    source: StoreError::Engine {
+                        operation: "write a cursor",
+                        detail: join.to_string(),
+                    },
+                });
+            }
+        }
+        if let Some(previous) = self.seen.remove(subject) {
+            self.subjects_by_dn.remove(&normalise_dn(previous.dn()));
+        }
+        if let Some(seen) = object {
+            self.subjects_by_dn
+                .insert(normalise_dn(seen.dn()), subject.to_owned());
+            self.seen.insert(subject.to_owned(), seen);
+        }
+        if cookie.is_some() {
+            self.cookie = cookie;
+        }
+        Ok(())
+    }
+
+    async fn remember_cookie(&mut self, cookie: Option<Vec<u8>>) -> Result<(), WatchError> {
+        if cookie.is_none() || cookie == self.cookie {
+            return Ok(());
+        }
+        let mut writes = Vec::new();
+        if let Some(value) = &cookie {
+            writes.push(CursorWrite::Set {
+                key: COOKIE_KEY.to_owned(),
+                value: value.clone(),
+            });
+        }
+        let cursor = self.cursor.clone();
+        let written = tokio::task::spawn_blocking(move || cursor.write_all(&writes)).await;
+        match written {
+            Ok(Ok(())) => {
+                self.cookie = cookie;
+                Ok(())
+            }
+            Ok(Err(source)) => Err(WatchError::Store {
+                path: self.path.clone(),
+                source,
+            }),
+            Err(join) => Err(WatchError::Store {
+                path: self.path.clone(),
+                source: StoreError::Engine {
+                    operation: "write a cursor",
+                    detail: join.to_string(),
+                },
+            }),
+        }
+    }
+}
+
+/// Follows the directory until `shutdown` is cancelled, reconnecting (with backoff) whenever
+/// the directory goes away. Returns `Err` only for what waiting cannot cure.
+pub async fn run_ldap(
+    settings: LdapWatchSettings,
+    shutdown: CancellationToken,
+) -> Result<(), WatchError> {
+    if !(settings.url.starts_with("ldap://") || settings.url.starts_with("ldapi://")) {
+        return Err(WatchError::Setting {
+            field: "url",
+            reason: "must start with ldap:// or ldapi:// (use StartTLS-free loopback or a TLS tunnel; ldaps:// is not built in)".to_owned(),
+        });
+    }
+    if settings.base.trim().is_empty() {
+        return Err(WatchError::Setting {
+            field: "base",
+            reason: "must not be empty".to_owned(),
+        });
+    }
+    let source = Source::parse(&format!("moss-watch/{}", settings.url)).map_err(|error| {
+        WatchError::Setting {
+            field: "url",
+            reason: error.message,
+        }
+    })?;
+    let store = Store::open(&settings.store_path).map_err(|source| WatchError::Store {
+        path: settings.store_path.clone(),
+        source,
+    })?;
+    let mut state = WatchState::load(&store, settings.store_path.clone())?;
+    tracing::info!(
+        url = %settings.url,
+        base = %settings.base,
+        known_objects = state.seen.len(),
+        resuming = state.cookie.is_some(),
+        "directory watcher starting"
+    );
+    let sink = IngestSink::new(&settings.ingest_url, settings.ingest_token.clone());
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let session = Session {
+            settings: &settings,
+            source: &source,
+            sink: &sink,
+            shutdown: &shutdown,
+        };
+        match session.run(&mut state).await? {
+            SessionEnd::Shutdown => break,
+            SessionEnd::RefreshRequired => {
+                tracing::warn!(
+                    "the directory cannot resume from the stored cookie; refreshing in full (known entries produce no events)"
+                );
+                let cursor = state.cursor.clone();
+                let path = state.path.clone();
+                tokio::task::spawn_blocking(move || {
+                    cursor.write_all(&[CursorWrite::Remove {
+                        key: COOKIE_KEY.to_owned(),
+                    }])
+                })
+                .await
+                .map_err(|join| WatchError::Store {
+                    path: path.clone(),
+                    source: StoreError::Engine {
+                        operation: "write a cursor",
+                        detail: join.to_string(),
+                    },
+                })?
+                .map_err(|source| WatchError::Store { path, source })?;
+                state.cookie = None;
+            }
+            SessionEnd::Lost(reason) => {
+                tracing::warn!(reason = %reason, retry_in_ms = delay.as_millis() as u64, "lost the directory; nothing is treated as deleted; reconnecting");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(settings.max_reconnect_delay);
+                continue;
+            }
+        }
+        delay = Duration::from_millis(200);
+    }
+    if let Err(error) = store.flush() {
+        tracing::error!(error = %error, "final flush of the watcher's cursor failed");
+    }
+    Ok(())
+}
+
+struct Session<'a> {
+    settings: &'a LdapWatchSettings,
+    source: &'a Source,
+    sink: &'a IngestSink,
+    shutdown: &'a CancellationToken,
+}
+
+impl Session<'_> {
+    async fn run(&self, state: &mut WatchState) -> Result<SessionEnd, WatchError> {
+        let connection_settings = LdapConnSettings::new().set_conn_timeout(Duration::from_secs(10));
+        let connected = tokio::select! {
+            () = self.shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+            connected = LdapConnAsync::with_settings(connection_settings, &self.settings.url) => connected,
+        };
+        let (connection, mut ldap) = match connected {
+            Ok(pair) => pair,
+            Err(error) => return Ok(SessionEnd::Lost(format!("cannot connect: {error}"))),
+        };
+        ldap3::drive!(connection);
+        match ldap
+            .simple_bind(
+                &self.settings.bind_dn,
+                self.settings.password.expose_secret(),
+            )
+            .await
+        {
+            Ok(result) if result.rc == 0 => {}
+            Ok(result) if result.rc == INVALID_CREDENTIALS => {
+                return Err(WatchError::Bind {
+                    bind_dn: self.settings.bind_dn.clone(),
+                });
+            }
+            Ok(result) => {
+                return Ok(SessionEnd::Lost(format!(
+                    "bind failed with result {}",
+                    result.rc
+                )));
+            }
+            Err(error) => return Ok(SessionEnd::Lost(format!("bind failed: {error}"))),
+        }
+        let request = SyncRequest {
+            mode: RefreshMode::RefreshAndPersist,
+            cookie: state.cookie.clone(),
+            reload_hint: false,
+        };
+        let mut control = RawControl::from(request);
+        control.crit = true;
+        let filter = self.settings.mapping.filter();
+        let attributes = self.settings.mapping.attributes();
+        let started = ldap
+            .with_controls(vec![control])
+            .streaming_search(&self.settings.base, Scope::Subtree, &filter, attributes)
+            .await;
+        let mut stream = match started {
+            Ok(stream) => stream,
+            Err(error) => return Ok(SessionEnd::Lost(format!("sync search failed: {error}"))),
+        };
+        loop {
+            let next = tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    let _ = ldap.unbind().await;
+                    return Ok(SessionEnd::Shutdown);
+                }
+                next = stream.next() => next,
+            };
+            match next {
+                Ok(Some(entry)) => {
+                    if let Some(end) = self.handle(state, entry).await? {
+                        return Ok(end);
+                    }
+                }
+                Ok(None) => {
+                    let result = stream.finish().await;
+                    if result.rc == SYNC_REFRESH_REQUIRED {
+                        return Ok(SessionEnd::RefreshRequired);
+                    }
+                    return Ok(SessionEnd::Lost(format!(
+                        "the sync search ended with result {} {}",
+                        result.rc, result.text
+                    )));
+                }
+                Err(error) => {
+                    return Ok(SessionEnd::Lost(format!("the sync search broke: {error}")));
+                }
+            }
+        }
+    }
+
+    /// One message of the sync search; `Some` ends the session.
+    async fn handle(
+        &self,
+        state: &mut WatchState,
+        entry: ResultEntry,
+    ) -> Result<Option<SessionEnd>, WatchError> {
+        if entry.is_ref() {
+            return Ok(None);
+        }
+        if entry.is_intermediate() {
+            match parse_syncinfo(entry) {
+                SyncInfo::NewCookie(cookie) => state.remember_cookie(Some(cookie)).await?,
+                SyncInfo::RefreshDelete { cookie, .. }
+                | SyncInfo::RefreshPresent { cookie, .. } => {
+                    state.remember_cookie(cookie).await?;
+                }
+                SyncInfo::SyncIdSet {
+                    cookie,
+                    refresh_deletes,
+                    sync_uuids,
+                } => {
+                    if refresh_deletes {
+                        for uuid in sync_uuids {
+                            if let Some(end) = self.deleted(state, &uuid, None).await? {
+                                return Ok(Some(end));
+                            }
+                        }
+                    }
+                    // A present set (refresh_deletes false) only lists what still exists:
+                    // absence from it is never taken as a delete.
+                    state.remember_cookie(cookie).await?;
+                }
+            }
+            return Ok(None);
+        }
+        let Some(sync_state) = entry
+            .1
+            .iter()
+            .find(|control| control.1.ctype == SYNC_STATE_OID && control.1.val.is_some())
+            .map(|control| control.1.parse::<SyncState>())
+        else {
+            tracing::warn!("an entry came without a sync state control; ignored");
+            return Ok(None);
+        };
+        match sync_state.state {
+            EntryState::Present => Ok(None),
+            EntryState::Delete => {
+                self.deleted(state, &sync_state.entry_uuid, sync_state.cookie)
+                    .await
+            }
+            EntryState::Add | EntryState::Modify => {
+                let found = SearchEntry::construct(entry);
+                self.changed(state, &sync_state.entry_uuid, found, sync_state.cookie)
+                    .await
+            }
+        }
+    }
+
+    async fn changed(
+        &self,
+        state: &mut WatchState,
+        uuid: &[u8],
+        found: SearchEntry,
+        cookie: Option<Vec<u8>>,
+    ) -> Result<Option<SessionEnd>, WatchError> {
+        let Some(subject) = subject_of(uuid) else {
+            tracing::warn!(dn = %found.dn, "an entry with an unusable entryUUID; ignored");
+            return Ok(None);
+        };
+        let key = subject.to_string();
+        let attributes = Attributes::new(found.attrs);
+        let previous = state.seen.get(&key);
+        let csn = attributes
+            .values("entryCSN")
+            .iter()
+            .filter_map(|csn| csn_micros(csn))
+            .max()
+            .unwrap_or_else(now_micros);
+        let base = csn.max(previous.map_or(0, |seen| seen.sequence() + 1));
+        let lookup = |dn: &str| {
+            state
+                .subjects_by_dn
+                .get(&normalise_dn(dn))
+                .and_then(|subject| Subject::parse(subject).ok())
+        };
+        let mapped = match map_entry(
+            &self.settings.mapping,
+            &found.dn,
+            &attributes,
+            previous,
+            base,
+            &lookup,
+        ) {
+            Ok(mapped) => mapped,
+            Err(error) => {
+                tracing::warn!(error = %error, "directory entry skipped");
+                state.remember_cookie(cookie).await?;
+                return Ok(None);
+            }
+        };
+        let count = mapped.events.len() as u64;
+        let mut seen = mapped.seen;
+        set_sequence(&mut seen, base + count.saturating_sub(1));
+        let events: Vec<Envelope> = mapped
+            .events
+            .into_iter()
+            .zip(0u64..)
+            .map(|(data, offset)| {
+                Envelope::new(self.source.clone(), subject, Sequence(base + offset), data)
+            })
+            .collect();
+        if self.publish(events).await? == Delivered::Interrupted {
+            return Ok(Some(SessionEnd::Shutdown));
+        }
+        state.remember(&key, Some(seen), cookie).await?;
+        Ok(None)
+    }
+
+    async fn deleted(
+        &self,
+        state: &mut WatchState,
+        uuid: &[u8],
+        cookie: Option<Vec<u8>>,
+    ) -> Result<Option<SessionEnd>, WatchError> {
+        let Some(subject) = subject_of(uuid) else {
+            return Ok(None);
+        };
+        let key = subject.to_string();
+        let Some(previous) = state.seen.get(&key) else {
+            tracing::debug!(subject = %key, "the directory deleted an object moss never saw");
+            state.remember_cookie(cookie).await?;
+            return Ok(None);
+        };
+        let sequence = cookie
+            .as_deref()
+            .and_then(cookie_micros)
+            .unwrap_or_else(now_micros)
+            .max(previous.sequence() + 1);
+        let event = Envelope::new(
+            self.source.clone(),
+            subject,
+            Sequence(sequence),
+            removal(previous),
+        );
+        if self.publish(vec![event]).await? == Delivered::Interrupted {
+            return Ok(Some(SessionEnd::Shutdown));
+        }
+        state.remember(&key, None, cookie).await?;
+        Ok(None)
+    }
+
+    async fn publish(&self, events: Vec<Envelope>) -> Result<Delivered, WatchError> {
+        for event in &events {
+            tracing::info!(subject = %event.subject, r#type = %event.event_type(), sequence = event.sequence.value(), "directory change");
+        }
+        self.sink.deliver(events, self.shutdown).await
+    }
+}
+
+fn set_sequence(seen: &mut Seen, value: u64) {
+    match seen {
+        Seen::User { sequence, .. } | Seen::Group { sequence, .. } => *sequence = value,
+    }
+}
+
+fn subject_of(uuid: &[u8]) -> Option<Subject> {
+    let uuid = uuid::Uuid::from_slice(uuid).ok()?;
+    Subject::try_from(uuid).ok()
+}
+
+fn now_micros() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0)
+}

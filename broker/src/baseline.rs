@@ -160,7 +160,7 @@ where
     let queue_name = name(queue)?;
     let connection = connect(url, "moss-baseline-publish").await?;
     let channel = create_channel(&connection).await?;
-    declare_quorum_queue(&channel, queue).await?;
+    declare_on(&channel, queue).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await
@@ -295,6 +295,17 @@ where
     })
 }
 
+/// Declares `queue` as the baseline loops do: a durable quorum queue with no other arguments.
+/// Declaring it under a name moss uses for a partition queue makes moss's own declaration of
+/// that queue fail (other arguments), which holds a producer's relay back while its outbox fills.
+pub async fn declare_quorum_queue(url: &str, queue: &str) -> Result<(), BaselineError> {
+    let connection = connect(url, "moss-baseline-declare").await?;
+    let channel = create_channel(&connection).await?;
+    let declared = declare_on(&channel, queue).await;
+    close(&connection, &channel).await;
+    declared
+}
+
 /// Deletes `queue` and its messages, returning how many it held. A missing queue is not an error.
 pub async fn delete_queue(url: &str, queue: &str) -> Result<u32, BaselineError> {
     let queue_name = name(queue)?;
@@ -325,7 +336,7 @@ async fn create_channel(connection: &lapin::Connection) -> Result<lapin::Channel
         .map_err(|source| amqp("open a channel", source))
 }
 
-async fn declare_quorum_queue(channel: &lapin::Channel, queue: &str) -> Result<(), BaselineError> {
+async fn declare_on(channel: &lapin::Channel, queue: &str) -> Result<(), BaselineError> {
     let mut arguments = FieldTable::default();
     arguments.insert(
         "x-queue-type".into(),

@@ -8,14 +8,19 @@
 //! 2. moss relay: N events posted to the ingest in batches by several HTTP clients at once; the
 //!    time from the first request until all N are ready in the partition queues (so the outbox has
 //!    been relayed). Plain and moss alternate, once per round; medians are reported.
-//! 3. moss accept latency: single-event POSTs at a fixed rate, open loop (each request is sent on
-//!    its tick whether or not earlier ones have been answered), time until `202`.
+//! 3. moss relay alone (breakdown): the outbox is filled first while the relay is held back (a
+//!    partition queue pre-declared with other arguments makes its topology declaration fail), then
+//!    a producer is started on that outbox and timed until all N are in the queues.
+//! 4. moss accept latency: single-event POSTs at a fixed rate, open loop (each request is sent on
+//!    its tick whether or not earlier ones have been answered), time until `202`; beside it the
+//!    producer's own accept histogram (server side) and a sled append+flush alone at the same
+//!    rate (the durable write every accept waits for).
 //!
 //! Options (environment): MOSS_BENCH_EVENTS (N, 20000), MOSS_BENCH_ROUNDS (3),
 //! MOSS_BENCH_BATCH (100 events per request), MOSS_BENCH_CLIENTS (4 concurrent HTTP clients),
 //! MOSS_BENCH_WINDOW (1000 confirms in flight for the plain loop), MOSS_BENCH_PARTITIONS (8),
 //! MOSS_BENCH_LATENCY_RATE (200 requests/s), MOSS_BENCH_LATENCY_SECONDS (10),
-//! MOSS_BENCH_PHASES (`plain,relay,latency`; a subset runs only those, e.g. under `perf`),
+//! MOSS_BENCH_PHASES (`plain,relay,drain,latency`; a subset runs only those, e.g. under `perf`),
 //! MOSS_AMQP_URL.
 
 use std::str::FromStr;
@@ -25,10 +30,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use moss_broker::baseline::{
-    PublishLoopSettings, QueueAfterRun, confirmed_publish_loop, filler_body,
+    PublishLoopSettings, QueueAfterRun, confirmed_publish_loop, declare_quorum_queue, delete_queue,
+    filler_body,
 };
+use moss_broker::{Broker, Topology};
 use moss_schemas::{Envelope, SealingKey};
-use moss_tests::{TestSystem, TestSystemOptions, amqp_url, unique_prefix};
+use moss_tests::{
+    TestSystem, TestSystemOptions, amqp_url, producer_settings, unique_prefix, wait_until_queued,
+};
+use tokio_util::sync::CancellationToken;
+
+/// A domain and licence for events that only the producer sees (it does not check them).
+const BENCH_DOMAIN: &str = "contoso.onmicrosoft.com";
+const BENCH_LICENSE: &str = "ENTERPRISEPACK";
 
 /// The issue's goals.
 const RELAY_GOAL_RATIO: f64 = 0.70;
@@ -68,7 +82,7 @@ impl Config {
             latency_rate: env("MOSS_BENCH_LATENCY_RATE", 200)?,
             latency_seconds: env("MOSS_BENCH_LATENCY_SECONDS", 10)?,
             phases: std::env::var("MOSS_BENCH_PHASES")
-                .unwrap_or_else(|_| "plain,relay,latency".to_owned())
+                .unwrap_or_else(|_| "plain,relay,drain,latency".to_owned())
                 .split(',')
                 .map(|phase| phase.trim().to_owned())
                 .collect(),
@@ -83,8 +97,8 @@ impl Config {
         );
         for phase in &config.phases {
             ensure!(
-                matches!(phase.as_str(), "plain" | "relay" | "latency"),
-                "MOSS_BENCH_PHASES: unknown phase {phase:?}; use plain, relay, latency"
+                matches!(phase.as_str(), "plain" | "relay" | "drain" | "latency"),
+                "MOSS_BENCH_PHASES: unknown phase {phase:?}; use plain, relay, drain, latency"
             );
         }
         Ok(config)
@@ -125,9 +139,11 @@ async fn run(config: &Config) -> anyhow::Result<()> {
         "plain: lapin confirmed publish, window {}, 1 quorum queue; moss: {} clients x batches of {}, {} partitions",
         config.window, config.clients, config.batch, config.partitions
     );
+    println!("load average before: {}", load_average());
 
     let mut plain = Vec::new();
     let mut relay = Vec::new();
+    let mut drain = Vec::new();
     for round in 1..=config.rounds {
         if config.runs("plain") {
             let queue = format!("{}.baseline", unique_prefix());
@@ -161,6 +177,15 @@ async fn run(config: &Config) -> anyhow::Result<()> {
             );
             relay.push(result);
         }
+        if config.runs("drain") {
+            let took = drain_round(config).await?;
+            println!(
+                "round {round}: moss  {:>8.0} events/s relayed from a full outbox ({:.2} s)",
+                rate(config.events, took),
+                took.as_secs_f64()
+            );
+            drain.push(rate(config.events, took));
+        }
     }
 
     let latency = if config.runs("latency") {
@@ -168,6 +193,7 @@ async fn run(config: &Config) -> anyhow::Result<()> {
     } else {
         None
     };
+    println!("load average after: {}", load_average());
 
     println!();
     println!("| measure | plain lapin | moss | moss / plain | goal | met |");
@@ -195,22 +221,165 @@ async fn run(config: &Config) -> anyhow::Result<()> {
             ratio.map_or("—", |r| met(r >= RELAY_GOAL_RATIO)),
         );
         println!(
-            "| ingest accepted (events/s, median) | — | {} | — | — | — |",
+            "| ingest accepted, same run (events/s, median) | — | {} | — | — | — |",
             show_rate(accept_rate)
         );
     }
-    if let Some(latency) = latency {
+    if !drain.is_empty() {
+        let drain_rate = median(drain);
+        let ratio = median(plain.clone())
+            .zip(drain_rate)
+            .map(|(plain, moss)| moss / plain);
         println!(
-            "| accept latency p50 / p99 / max (ms), {} single events at {}/s | — | {:.2} / {:.2} / {:.2} | — | p99 < 5 ms | {} |",
-            latency.len(),
+            "| relay alone, from a full outbox (msg/s, median) | {} | {} | {} | — | — |",
+            show_rate(median(plain)),
+            show_rate(drain_rate),
+            ratio.map_or("—".to_owned(), |r| format!("{:.0} %", r * 100.0)),
+        );
+    }
+    if let Some(latency) = latency {
+        let client = &latency.client;
+        println!(
+            "| accept latency p50 / p99 / max (ms), {} single events at {}/s, HTTP client | — | {:.2} / {:.2} / {:.2} | — | p99 < 5 ms | {} |",
+            client.len(),
             config.latency_rate,
-            millis(percentile(&latency, 0.50)),
-            millis(percentile(&latency, 0.99)),
-            millis(percentile(&latency, 1.0)),
-            met(percentile(&latency, 0.99) < ACCEPT_P99_GOAL),
+            millis(percentile(client, 0.50)),
+            millis(percentile(client, 0.99)),
+            millis(percentile(client, 1.0)),
+            met(percentile(client, 0.99) < ACCEPT_P99_GOAL),
+        );
+        println!(
+            "| … the producer's own accept histogram p50 / p99 (ms, bucket upper bounds) | — | ≤ {} / ≤ {} | — | — | — |",
+            latency
+                .server_p50
+                .map_or("?".to_owned(), |s| format!("{:.2}", s * 1000.0)),
+            latency
+                .server_p99
+                .map_or("?".to_owned(), |s| format!("{:.2}", s * 1000.0)),
+        );
+        let store = &latency.store;
+        println!(
+            "| … sled append + flush alone, same rate, p50 / p99 / max (ms) | {:.2} / {:.2} / {:.2} | — | — | — | — |",
+            millis(percentile(store, 0.50)),
+            millis(percentile(store, 0.99)),
+            millis(percentile(store, 1.0)),
         );
     }
     Ok(())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Batches of fresh user-added events, serialised before any clock starts: the bench measures
+/// moss, not serde on the client.
+fn batch_bodies(config: &Config, domain: &str, license: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let events: Vec<_> = (0..config.events)
+        .map(|_| moss_tests::user_added(&uuid::Uuid::new_v4().to_string(), 1, domain, license))
+        .collect();
+    Ok(events
+        .chunks(config.batch)
+        .map(serde_json::to_vec)
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Posts every batch with `clients` concurrent clients; returns when the last `202` came.
+async fn post_batches(
+    http: &reqwest::Client,
+    url: &str,
+    bodies: Vec<Vec<u8>>,
+    clients: usize,
+) -> anyhow::Result<Instant> {
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let bodies = Arc::clone(&bodies);
+        let next = Arc::clone(&next);
+        let http = http.clone();
+        let url = url.to_owned();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(index) else {
+                    return anyhow::Ok(Instant::now());
+                };
+                let response = http
+                    .post(&url)
+                    .header("content-type", moss_producer::BATCH_CONTENT_TYPE)
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                if response.status().as_u16() != 202 {
+                    bail!("the ingest answered {} to a batch", response.status());
+                }
+            }
+        }));
+    }
+    let mut last = Instant::now();
+    for task in tasks {
+        last = last.max(task.await??);
+    }
+    Ok(last)
+}
+
+/// Fills an outbox while its relay is held back, then times a fresh producer draining it.
+async fn drain_round(config: &Config) -> anyhow::Result<Duration> {
+    let url = amqp_url();
+    let topology = Topology::new(unique_prefix(), config.partitions)?;
+    let broker = Broker::connect(&url, "moss-bench").await?;
+    let result = drain_on(config, &url, &broker, &topology).await;
+    let deleted = broker.delete_topology(&topology).await;
+    broker.close().await?;
+    deleted?;
+    result
+}
+
+async fn drain_on(
+    config: &Config,
+    url: &str,
+    broker: &Broker,
+    topology: &Topology,
+) -> anyhow::Result<Duration> {
+    let blocker = topology.partition_queue(0);
+    declare_quorum_queue(url, &blocker).await?;
+    let dir = tempfile::tempdir()?;
+    let keys = moss_schemas::generate_key_pair();
+    let settings = producer_settings(dir.path().join("producer"), topology, &keys)?;
+    let bodies = batch_bodies(config, BENCH_DOMAIN, BENCH_LICENSE)?;
+
+    let filling = moss_producer::start(settings.clone(), CancellationToken::new()).await?;
+    let url_in = format!("http://{}/v1/events", filling.ingest_addr());
+    let posted = post_batches(&reqwest::Client::new(), &url_in, bodies, config.clients).await;
+    filling.shutdown().await;
+    posted?;
+    delete_queue(url, &blocker).await?;
+    broker.declare(topology).await?;
+    ensure!(
+        moss_tests::queued(broker, topology).await? == 0,
+        "the relay was not held back while the outbox filled"
+    );
+
+    let started = Instant::now();
+    let draining = moss_producer::start(settings, CancellationToken::new()).await?;
+    let queued_at = wait_until_queued(
+        broker,
+        topology,
+        config.events as u64,
+        Duration::from_millis(10),
+        Duration::from_secs(300),
+    )
+    .await;
+    draining.shutdown().await;
+    Ok(queued_at? - started)
 }
 
 /// The bytes of a moss event as the relay publishes it (the envelope after ingest).
@@ -235,42 +404,12 @@ async fn relay_round(config: &Config) -> anyhow::Result<RelayRound> {
 }
 
 async fn relay_round_on(config: &Config, system: &TestSystem) -> anyhow::Result<RelayRound> {
-    // Bodies are made before the clock starts: the bench measures moss, not serde on the client.
-    let events: Vec<_> = (0..config.events)
-        .map(|_| system.new_user_event())
-        .collect();
-    let bodies = Arc::new(
-        events
-            .chunks(config.batch)
-            .map(serde_json::to_vec)
-            .collect::<Result<Vec<_>, _>>()?,
-    );
-    let next = Arc::new(AtomicUsize::new(0));
+    let bodies = batch_bodies(config, &system.domain(), &system.license())?;
     let started = Instant::now();
-    let mut clients = Vec::new();
-    for _ in 0..config.clients {
-        let bodies = Arc::clone(&bodies);
-        let next = Arc::clone(&next);
-        let http = system.http.clone();
-        let url = system.ingest_url();
-        clients.push(tokio::spawn(async move {
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(index) else {
-                    return anyhow::Ok(Instant::now());
-                };
-                let response = http
-                    .post(&url)
-                    .header("content-type", moss_producer::BATCH_CONTENT_TYPE)
-                    .body(body.clone())
-                    .send()
-                    .await?;
-                if response.status().as_u16() != 202 {
-                    bail!("the ingest answered {} to a batch", response.status());
-                }
-            }
-        }));
-    }
+    let http = system.http.clone();
+    let url = system.ingest_url();
+    let clients = config.clients;
+    let posting = tokio::spawn(async move { post_batches(&http, &url, bodies, clients).await });
     let queued_at = system
         .wait_until_queued(
             config.events as u64,
@@ -278,10 +417,7 @@ async fn relay_round_on(config: &Config, system: &TestSystem) -> anyhow::Result<
             Duration::from_secs(300),
         )
         .await?;
-    let mut accepted_at = started;
-    for client in clients {
-        accepted_at = accepted_at.max(client.await??);
-    }
+    let accepted_at = posting.await??;
     let queued = system.queued().await?;
     ensure!(
         queued == config.events as u64,
@@ -294,14 +430,102 @@ async fn relay_round_on(config: &Config, system: &TestSystem) -> anyhow::Result<
     })
 }
 
-async fn latency_run(config: &Config) -> anyhow::Result<Vec<Duration>> {
+/// What the latency phase measured.
+#[derive(Debug)]
+struct Latency {
+    /// Request → `202` at the HTTP client, sorted.
+    client: Vec<Duration>,
+    /// The producer's own accept histogram (seconds), p50 and p99 as bucket upper bounds.
+    server_p50: Option<f64>,
+    server_p99: Option<f64>,
+    /// sled append + flush alone at the same rate, sorted.
+    store: Vec<Duration>,
+}
+
+async fn latency_run(config: &Config) -> anyhow::Result<Latency> {
     let system = TestSystem::spawn_with(TestSystemOptions {
         partitions: config.partitions,
     })
     .await?;
     let result = latency_on(config, &system).await;
+    let histogram = match &result {
+        Ok(_) => accept_histogram(&system).await,
+        Err(_) => Ok(Vec::new()),
+    };
     system.shutdown().await?;
-    result
+    let client = result?;
+    let histogram = histogram?;
+    let store = store_latency(config).await?;
+    Ok(Latency {
+        client,
+        server_p50: histogram_quantile(&histogram, 0.50),
+        server_p99: histogram_quantile(&histogram, 0.99),
+        store,
+    })
+}
+
+/// `(upper bound in seconds, cumulative count)` of `moss_producer_accept_duration_seconds`.
+async fn accept_histogram(system: &TestSystem) -> anyhow::Result<Vec<(f64, u64)>> {
+    let text = system
+        .http
+        .get(system.metrics_url())
+        .send()
+        .await?
+        .text()
+        .await?;
+    let mut buckets = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("moss_producer_accept_duration_seconds_bucket{le=\"")
+        else {
+            continue;
+        };
+        let Some((bound, count)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        let bound = if bound == "+Inf" {
+            f64::INFINITY
+        } else {
+            bound.parse()?
+        };
+        buckets.push((bound, count.trim().parse()?));
+    }
+    Ok(buckets)
+}
+
+fn histogram_quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    let wanted = (q * total as f64).ceil() as u64;
+    buckets
+        .iter()
+        .find(|(_, cumulative)| *cumulative >= wanted)
+        .map(|(bound, _)| *bound)
+}
+
+/// The durable write alone: one sled append + flush per tick, at the latency phase's rate.
+async fn store_latency(config: &Config) -> anyhow::Result<Vec<Duration>> {
+    let dir = tempfile::tempdir()?;
+    let store = moss_store::Store::open(&dir.path().join("bench"))?;
+    let outbox = store.outbox("bench")?;
+    let payload = filler_body(0, 700);
+    let count = u64::from(config.latency_rate) * config.latency_seconds;
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / config.latency_rate);
+    let mut writes = Vec::new();
+    for _ in 0..count {
+        ticks.tick().await;
+        let outbox = outbox.clone();
+        let payload = payload.clone();
+        writes.push(tokio::spawn(async move {
+            let started = Instant::now();
+            tokio::task::spawn_blocking(move || outbox.append_all(&[payload])).await??;
+            anyhow::Ok(started.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(writes.len());
+    for write in writes {
+        latencies.push(write.await??);
+    }
+    latencies.sort();
+    Ok(latencies)
 }
 
 async fn latency_on(config: &Config, system: &TestSystem) -> anyhow::Result<Vec<Duration>> {

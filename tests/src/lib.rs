@@ -7,6 +7,7 @@
 //! HTTP ingest and to RabbitMQ through moss-broker, as an operator would.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -61,6 +62,54 @@ pub fn user_added(subject: &str, sequence: u64, domain: &str, license: &str) -> 
             }
         }
     })
+}
+
+/// Producer settings for tests: ingest on 127.0.0.1 port 0, the outbox at `store_path`, RabbitMQ
+/// at [`amqp_url`], sealing to `keys`' public half.
+pub fn producer_settings(
+    store_path: PathBuf,
+    topology: &Topology,
+    keys: &KeyPair,
+) -> anyhow::Result<ProducerSettings> {
+    let mut settings = ProducerSettings::new(
+        store_path,
+        amqp_url(),
+        topology.clone(),
+        SealingKey::parse(&keys.public)?,
+    );
+    settings.ingest_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    Ok(settings)
+}
+
+/// Messages ready in all partition queues of `topology` together.
+pub async fn queued(broker: &Broker, topology: &Topology) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for queue in topology.partition_queues() {
+        total += u64::from(broker.queue_depth(&queue).await?.ready);
+    }
+    Ok(total)
+}
+
+/// Polls every `every` until at least `count` messages are ready in the partition queues of
+/// `topology`, failing after `deadline`; returns when the count was first seen.
+pub async fn wait_until_queued(
+    broker: &Broker,
+    topology: &Topology,
+    count: u64,
+    every: Duration,
+    deadline: Duration,
+) -> anyhow::Result<Instant> {
+    let until = Instant::now() + deadline;
+    loop {
+        let seen = queued(broker, topology).await?;
+        if seen >= count {
+            return Ok(Instant::now());
+        }
+        if Instant::now() >= until {
+            bail!("only {seen} of {count} events reached the queues within {deadline:?}");
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// What a [`TestSystem`] is made of.
@@ -119,14 +168,7 @@ impl TestSystem {
         broker.declare(&topology).await?;
         let dir = tempfile::tempdir()?;
         let keys = moss_schemas::generate_key_pair();
-        let sealing_key = SealingKey::parse(&keys.public)?;
-        let mut settings = ProducerSettings::new(
-            dir.path().join("producer"),
-            url,
-            topology.clone(),
-            sealing_key,
-        );
-        settings.ingest_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let settings = producer_settings(dir.path().join("producer"), &topology, &keys)?;
         let shutdown = CancellationToken::new();
         let producer = moss_producer::start(settings, shutdown.clone())
             .await
@@ -212,11 +254,7 @@ impl TestSystem {
 
     /// Messages ready in all partition queues together.
     pub async fn queued(&self) -> anyhow::Result<u64> {
-        let mut total = 0;
-        for queue in self.topology.partition_queues() {
-            total += u64::from(self.broker.queue_depth(&queue).await?.ready);
-        }
-        Ok(total)
+        queued(&self.broker, &self.topology).await
     }
 
     /// Polls every `every` until at least `count` messages are ready in the partition queues,
@@ -227,17 +265,7 @@ impl TestSystem {
         every: Duration,
         deadline: Duration,
     ) -> anyhow::Result<Instant> {
-        let until = Instant::now() + deadline;
-        loop {
-            let queued = self.queued().await?;
-            if queued >= count {
-                return Ok(Instant::now());
-            }
-            if Instant::now() >= until {
-                bail!("only {queued} of {count} events reached the queues within {deadline:?}");
-            }
-            tokio::time::sleep(every).await;
-        }
+        wait_until_queued(&self.broker, &self.topology, count, every, deadline).await
     }
 
     /// Stops the producer (flushing its outbox), deletes the topology with its messages, closes

@@ -182,3 +182,49 @@ async fn publish_pending(
         .fetch_add(done.len() as u64, std::sync::atomic::Ordering::Relaxed);
     if failed { Err(()) } else { Ok(done.len()) }
 }
+
+#[cfg(test)]
+mod tests {
+    use moss_schemas::{EventData, Sequence, Source, Subject, UserRemoved};
+
+    use super::*;
+    use crate::outcome::FailureClass;
+
+    #[test]
+    fn an_outcome_event_names_the_event_the_outcome_and_the_request_ids() {
+        let event = Envelope::new(
+            Source::parse("moss-producer/test").unwrap(),
+            Subject::parse("3f0c2a7e-1d2b-4c5d-8e9f-0a1b2c3d4e5f").unwrap(),
+            Sequence(42),
+            EventData::UserRemoved(UserRemoved {}),
+        );
+        let failure = Failure {
+            request_id: Some("req-9".into()),
+            client_request_id: Some("client-9".into()),
+            ..Failure::local(FailureClass::Conflict, "Conflict", "taken")
+        };
+        let json: serde_json::Value = serde_json::from_slice(
+            &OutcomeEvent::new(
+                Some(&event),
+                OutcomeKind::DeadLettered,
+                2,
+                Some(&failure),
+                "w",
+            )
+            .to_json(),
+        )
+        .unwrap();
+        assert_eq!(json["event_id"], event.id.to_string());
+        assert_eq!(json["subject"], "3f0c2a7e-1d2b-4c5d-8e9f-0a1b2c3d4e5f");
+        assert_eq!(json["type"], "moss.user.removed.v1");
+        assert_eq!(json["sequence"], 42);
+        assert_eq!(json["outcome"], "dead_lettered");
+        assert_eq!(json["attempts"], 2);
+        assert_eq!(
+            json["request_ids"],
+            serde_json::json!(["req-9", "client-9"])
+        );
+        assert_eq!(json["error_class"], "conflict");
+        assert!(json["time"].as_str().is_some());
+    }
+}

@@ -94,6 +94,12 @@ impl AdaptivePacer {
         }
     }
 
+    fn is_held(&self) -> bool {
+        self.lock()
+            .hold_until
+            .is_some_and(|until| until > Instant::now())
+    }
+
     fn learn(&self, kind: RequestKind, status: u16, signal: &ThrottleSignal) {
         let mut state = self.lock();
         let now = Instant::now();
@@ -102,6 +108,7 @@ impl AdaptivePacer {
             if let Some(wait) = signal.retry_after {
                 let until = now + wait.min(Duration::from_secs(300));
                 state.hold_until = Some(state.hold_until.map_or(until, |held| held.max(until)));
+                state.next_slot = state.next_slot.max(until);
             }
             // Many lanes see the same burst of 429s; one burst halves the rate once, or the
             // rate would collapse to the floor from a single congestion event.
@@ -128,10 +135,18 @@ impl AdaptivePacer {
 
 impl Pacer for AdaptivePacer {
     fn admit(&self, _service: Service, kind: RequestKind) -> PaceFuture<'_> {
-        let slot = self.slot(kind);
         Box::pin(async move {
-            if slot > Instant::now() {
-                tokio::time::sleep_until(slot).await;
+            // A 429 that arrives while this request waits for its slot moves it behind the
+            // Retry-After, instead of letting every already-scheduled request run into the
+            // same wall.
+            loop {
+                let slot = self.slot(kind);
+                if slot > Instant::now() {
+                    tokio::time::sleep_until(slot).await;
+                }
+                if !self.is_held() {
+                    return;
+                }
             }
         })
     }

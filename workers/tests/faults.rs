@@ -121,8 +121,9 @@ async fn throttling_is_obeyed_and_the_write_rate_adapts_without_a_storm_of_429s(
     let mut system = System::spawn().await;
     system.emulator.set_throttling(ThrottlingSettings {
         enabled: true,
-        write_limit: 20,
-        write_window_secs: 4,
+        // 8 writes per 2 s: the worker starts at 15/s and must find about 4/s.
+        write_limit: 8,
+        write_window_secs: 2,
         ..ThrottlingSettings::default()
     });
     let initial_rate = system.worker().write_rate();
@@ -143,7 +144,7 @@ async fn throttling_is_obeyed_and_the_write_rate_adapts_without_a_storm_of_429s(
         .count();
     assert!(throttled >= 1, "the test should have met the limit");
     assert!(
-        throttled * 2 <= writes,
+        throttled * 4 <= writes,
         "{throttled} throttled answers for {writes} writes is a storm"
     );
     assert!(system.worker().write_rate() < initial_rate);

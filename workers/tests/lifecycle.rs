@@ -103,6 +103,12 @@ async fn lifecycles_of_many_users_end_in_exactly_the_expected_tenant_state() {
         .count();
     assert_eq!(creates, users.len());
     assert_eq!(system.worker().counters().dead_lettered, 0);
+    eventually(
+        Duration::from_secs(10),
+        "every outcome event is published",
+        || system.worker().counters().outcomes_published as usize >= total,
+    )
+    .await;
     system.finish().await;
 }
 

@@ -34,6 +34,34 @@ pub struct System {
     pub domain: String,
     pub sku: String,
     sequence: u64,
+    cleanup: TopologyCleanup,
+}
+
+/// Deletes the test's queues and exchanges when the test ends, also when it panics.
+struct TopologyCleanup(Option<Topology>);
+
+impl Drop for TopologyCleanup {
+    fn drop(&mut self) {
+        let Some(topology) = self.0.take() else {
+            return;
+        };
+        // Drop cannot await; a small runtime on its own thread does the deletion.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(broker) = Broker::connect(AMQP_URL, "moss-workers-test-cleanup").await {
+                    let _ = broker.delete_topology(&topology).await;
+                    let _ = broker.close().await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 /// Short retries, so that tests stay fast; the production defaults are minutes.
@@ -95,7 +123,7 @@ impl System {
         let sku = tenant.skus[0].sku_part_number.clone();
         let mut system = System {
             emulator,
-            topology,
+            topology: topology.clone(),
             producer: Some(producer),
             worker: None,
             keys,
@@ -105,6 +133,7 @@ impl System {
             domain,
             sku,
             sequence: 1,
+            cleanup: TopologyCleanup(Some(topology.clone())),
         };
         system.start_worker(adjust).await;
         system
@@ -251,7 +280,9 @@ impl System {
         if let Some(producer) = self.producer.take() {
             producer.shutdown().await;
         }
-        let _ = self.broker.delete_topology(&self.topology).await;
+        if self.broker.delete_topology(&self.topology).await.is_ok() {
+            self.cleanup.0 = None;
+        }
         let _ = self.broker.close().await;
         self.emulator.shutdown().await;
     }

@@ -1,5 +1,5 @@
 //! Logs on stderr through `tracing`: readable text on a terminal, JSON lines for collectors.
-//! `RUST_LOG` picks the level (default `info`).
+//! `RUST_LOG` picks the level (default `info`, without lapin's returned-message dumps).
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,7 +13,11 @@ pub(crate) enum LogFormat {
 }
 
 pub(crate) fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // lapin logs every returned message at WARN with its whole body. moss handles returns itself
+    // (an unroutable event is a publish error and stays in the outbox; an outcome nobody listens
+    // to is fine), so those lines are noise, and a body has no place in a log.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,lapin::returned_messages=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,0 +1,270 @@
+//! The LDAP watcher against a real OpenLDAP (slapd with syncprov, started by the test) and the
+//! real RabbitMQ: directory changes made with ldapmodify arrive as the right events, a restarted
+//! watcher resumes from its cookie without re-sending, and a directory that vanishes mid-watch
+//! removes nothing.
+
+mod harness;
+mod ldap;
+
+use std::path::Path;
+use std::time::Duration;
+
+use harness::*;
+use ldap::*;
+use moss_producer::watch::{DisabledRule, LdapWatchSettings, run_ldap};
+use secrecy::SecretString;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Watcher {
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), moss_producer::watch::WatchError>>,
+}
+
+impl Watcher {
+    fn start(slapd: &Slapd, store: &Path, ingest: std::net::SocketAddr) -> Watcher {
+        let mut settings = LdapWatchSettings::new(
+            slapd.url(),
+            BASE.to_owned(),
+            ADMIN_DN.to_owned(),
+            SecretString::from(ADMIN_PASSWORD.to_owned()),
+            store.to_path_buf(),
+            format!("http://{ingest}"),
+        );
+        settings.mapping.disabled = DisabledRule {
+            attribute: "employeeType".to_owned(),
+            value: Some("disabled".to_owned()),
+        };
+        settings.max_reconnect_delay = Duration::from_millis(300);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run_ldap(settings, stop.clone()));
+        Watcher { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .expect("the watcher task ends")
+            .expect("the watcher stops cleanly");
+    }
+}
+
+/// `(type, subject)` of each event, sorted, for comparing without caring about partition order.
+fn summary(received: &[Received]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = received
+        .iter()
+        .map(|message| {
+            (
+                message.body["type"].as_str().unwrap().to_owned(),
+                message.body["subject"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn expected(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(kind, subject)| (format!("moss.{kind}.v1"), (*subject).to_owned()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn of_type<'a>(received: &'a [Received], kind: &str) -> Vec<&'a Value> {
+    received
+        .iter()
+        .map(|message| &message.body)
+        .filter(|body| body["type"] == format!("moss.{kind}.v1"))
+        .collect()
+}
+
+struct System {
+    _dir: tempfile::TempDir,
+    watch_store: std::path::PathBuf,
+    rabbit: TestBroker,
+    producer: moss_producer::RunningProducer,
+}
+
+async fn system() -> System {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = unique_topology();
+    let (sealing, _) = key_pair();
+    let rabbit = TestBroker::connect(&topology).await;
+    let (producer, _) = start(settings(&store_path(&dir), AMQP_URL, &topology, &sealing)).await;
+    System {
+        watch_store: dir.path().join("watch-ldap"),
+        _dir: dir,
+        rabbit,
+        producer,
+    }
+}
+
+impl System {
+    async fn finish(self) {
+        assert_eq!(
+            self.rabbit.ready().await,
+            0,
+            "no event beyond those expected"
+        );
+        self.producer.shutdown().await;
+        self.rabbit.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn directory_changes_made_with_ldapmodify_arrive_as_the_right_events() {
+    let slapd = Slapd::start();
+    slapd.apply(
+        "ldapadd",
+        &user_ldif("ana", "Ana", "Silva", &["ana@example.org"]),
+    );
+    slapd.apply("ldapadd", &user_ldif("bob", "Bob", "Jones", &[]));
+    slapd.apply(
+        "ldapadd",
+        &format!("dn: cn=staff,ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: staff\ndescription: Everyone\nmember: {}\n", user_dn("ana")),
+    );
+    let ana = slapd.entry_uuid(&user_dn("ana"));
+    let bob = slapd.entry_uuid(&user_dn("bob"));
+    let staff = slapd.entry_uuid(&format!("cn=staff,ou=groups,{BASE}"));
+    let system = system().await;
+    let watcher = Watcher::start(&slapd, &system.watch_store, system.producer.ingest_addr());
+
+    let first = system.rabbit.receive(4, Duration::from_secs(20)).await;
+    assert_eq!(
+        summary(&first),
+        expected(&[
+            ("user.added", &ana),
+            ("user.alias_added", &ana),
+            ("user.added", &bob),
+            ("group.added", &staff),
+        ])
+    );
+    let added_ana = of_type(&first, "user.added")
+        .into_iter()
+        .find(|body| body["subject"] == ana.as_str())
+        .unwrap();
+    assert_eq!(added_ana["data"]["account_name"], "ana");
+    assert_eq!(added_ana["data"]["display_name"], "Ana Silva");
+    assert_eq!(added_ana["data"]["surname"], "Silva");
+    assert!(
+        added_ana["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("moss-watch/ldap://127.0.0.1:")
+    );
+    let group = of_type(&first, "group.added")[0];
+    assert_eq!(group["data"]["name"], "staff");
+    assert_eq!(group["data"]["members"], serde_json::json!([ana]));
+
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nadd: employeeType\nemployeeType: disabled\n\ndn: {}\nchangetype: modify\nadd: mail\nmail: bob@example.org\n\ndn: cn=staff,ou=groups,{BASE}\nchangetype: modify\nadd: member\nmember: {}\n\n",
+        user_dn("ana"),
+        user_dn("bob"),
+        user_dn("bob"),
+    ));
+    let second = system.rabbit.receive(3, Duration::from_secs(20)).await;
+    assert_eq!(
+        summary(&second),
+        expected(&[
+            ("user.deactivated", &ana),
+            ("user.alias_added", &bob),
+            ("group.members_changed", &staff),
+        ])
+    );
+    let change = of_type(&second, "group.members_changed")[0];
+    assert_eq!(change["data"]["add"], serde_json::json!([bob]));
+    let deactivated = of_type(&second, "user.deactivated")[0];
+    let added_sequence: u64 = added_ana["sequence"].as_str().unwrap().parse().unwrap();
+    let later_sequence: u64 = deactivated["sequence"].as_str().unwrap().parse().unwrap();
+    assert!(
+        later_sequence > added_sequence,
+        "a later change has a higher sequence"
+    );
+
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\ndelete: employeeType\n\ndn: {}\nchangetype: delete\n\n",
+        user_dn("ana"),
+        user_dn("bob"),
+    ));
+    let third = system.rabbit.receive(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        summary(&third),
+        expected(&[("user.reactivated", &ana), ("user.removed", &bob)])
+    );
+
+    watcher.stop().await;
+    system.finish().await;
+}
+
+#[tokio::test]
+async fn a_restarted_watcher_resumes_from_its_cookie_without_sending_old_changes_again() {
+    let slapd = Slapd::start();
+    slapd.apply("ldapadd", &user_ldif("ana", "Ana", "Silva", &[]));
+    let ana = slapd.entry_uuid(&user_dn("ana"));
+    let system = system().await;
+    let watcher = Watcher::start(&slapd, &system.watch_store, system.producer.ingest_addr());
+    let first = system.rabbit.receive(1, Duration::from_secs(20)).await;
+    assert_eq!(summary(&first), expected(&[("user.added", &ana)]));
+    watcher.stop().await;
+
+    // Changes while the watcher is away.
+    slapd.apply("ldapadd", &user_ldif("carol", "Carol", "Reyes", &[]));
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nadd: mail\nmail: ana@example.org\n\n",
+        user_dn("ana")
+    ));
+    let carol = slapd.entry_uuid(&user_dn("carol"));
+
+    let watcher = Watcher::start(&slapd, &system.watch_store, system.producer.ingest_addr());
+    let resumed = system.rabbit.receive(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        summary(&resumed),
+        expected(&[("user.added", &carol), ("user.alias_added", &ana)])
+    );
+    // A change after the restart comes next; anything re-sent would have come before it.
+    slapd.modify(&format!("dn: {}\nchangetype: delete\n\n", user_dn("carol")));
+    let after = system.rabbit.receive(1, Duration::from_secs(20)).await;
+    assert_eq!(summary(&after), expected(&[("user.removed", &carol)]));
+
+    watcher.stop().await;
+    system.finish().await;
+}
+
+#[tokio::test]
+async fn a_directory_that_stops_mid_watch_removes_nothing() {
+    let mut slapd = Slapd::start();
+    slapd.apply("ldapadd", &user_ldif("ana", "Ana", "Silva", &[]));
+    slapd.apply("ldapadd", &user_ldif("bob", "Bob", "Jones", &[]));
+    let ana = slapd.entry_uuid(&user_dn("ana"));
+    let bob = slapd.entry_uuid(&user_dn("bob"));
+    let system = system().await;
+    let watcher = Watcher::start(&slapd, &system.watch_store, system.producer.ingest_addr());
+    let first = system.rabbit.receive(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        summary(&first),
+        expected(&[("user.added", &ana), ("user.added", &bob)])
+    );
+
+    slapd.kill();
+    // The watcher now fails to reconnect for a while; it must not read that as deletes.
+    let during = system.rabbit.receive(1, Duration::from_secs(2)).await;
+    assert!(
+        during.is_empty(),
+        "nothing while the directory is away: {during:?}"
+    );
+    slapd.resume();
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nadd: mail\nmail: bob@example.org\n\n",
+        user_dn("bob")
+    ));
+    let after = system.rabbit.receive(1, Duration::from_secs(20)).await;
+    assert_eq!(summary(&after), expected(&[("user.alias_added", &bob)]));
+
+    watcher.stop().await;
+    system.finish().await;
+}

@@ -109,6 +109,19 @@ pub struct PublishLoopSettings {
     pub messages: usize,
     /// Publishes whose confirm may be outstanding at once (1 waits for every confirm).
     pub window: usize,
+    /// What happens when the window is full.
+    pub confirms: ConfirmWait,
+}
+
+/// How [`confirmed_publish_loop`] waits for confirms when its window is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmWait {
+    /// Await the oldest confirm, then publish the next message: the window slides, the broker
+    /// always has work (the ceiling).
+    Sliding,
+    /// Await every outstanding confirm, then publish the next window: stop-and-wait batches, as
+    /// a relay that publishes a batch and then removes it from its outbox does.
+    WholeBatch,
 }
 
 /// How [`consume_ack_loop`] consumes.
@@ -138,8 +151,8 @@ pub fn filler_body(index: usize, size: usize) -> Vec<u8> {
 
 /// The ceiling for confirmed publishing: declares the durable quorum queue `queue`, publishes
 /// `settings.messages` persistent messages to it through the default exchange on one channel
-/// with publisher confirms, keeping up to `settings.window` confirms outstanding (the oldest is
-/// awaited when the window is full), and measures from the first publish to the last confirm.
+/// with publisher confirms, keeping up to `settings.window` confirms outstanding (when the window
+/// is full it awaits the oldest, or all of them, as `settings.confirms` says), and measures from the first publish to the last confirm.
 /// `body(index)` gives each message's bytes. No mandatory flag, no headers, no outbox.
 pub async fn confirmed_publish_loop<B>(
     url: &str,
@@ -172,10 +185,14 @@ where
     let started = Instant::now();
     let mut outstanding = VecDeque::with_capacity(settings.window);
     for index in 0..settings.messages {
-        if outstanding.len() >= settings.window
-            && let Some((earlier, confirm)) = outstanding.pop_front()
-        {
-            confirmed(earlier, confirm).await?;
+        if outstanding.len() >= settings.window {
+            let settle = match settings.confirms {
+                ConfirmWait::Sliding => 1,
+                ConfirmWait::WholeBatch => outstanding.len(),
+            };
+            for (earlier, confirm) in outstanding.drain(..settle) {
+                confirmed(earlier, confirm).await?;
+            }
         }
         let confirm = channel
             .basic_publish(
@@ -429,6 +446,7 @@ mod tests {
             PublishLoopSettings {
                 messages: 300,
                 window: 50,
+                confirms: ConfirmWait::WholeBatch,
             },
             QueueAfterRun::Keep,
             |index| filler_body(index, 120),
@@ -483,6 +501,7 @@ mod tests {
             PublishLoopSettings {
                 messages: 1,
                 window: 0,
+                confirms: ConfirmWait::Sliding,
             },
             QueueAfterRun::Delete,
             |index| filler_body(index, 16),

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use moss_broker::baseline::{
-    PublishLoopSettings, QueueAfterRun, confirmed_publish_loop, declare_quorum_queue, delete_queue,
-    filler_body,
+    ConfirmWait, PublishLoopSettings, QueueAfterRun, confirmed_publish_loop, declare_quorum_queue,
+    delete_queue, filler_body,
 };
 use moss_broker::{Broker, Topology};
 use moss_schemas::{Envelope, SealingKey};
@@ -47,6 +47,9 @@ const BENCH_LICENSE: &str = "ENTERPRISEPACK";
 /// The goals.
 const RELAY_GOAL_RATIO: f64 = 0.70;
 const ACCEPT_P99_GOAL: Duration = Duration::from_millis(5);
+/// The producer relay's batch size (`RelaySettings::batch_size` default): it publishes this many,
+/// awaits all their confirms, removes them from the outbox, then reads the next batch.
+const RELAY_BATCH: usize = 500;
 
 #[derive(Debug, Clone)]
 struct Config {
@@ -142,6 +145,7 @@ async fn run(config: &Config) -> anyhow::Result<()> {
     println!("load average before: {}", load_average());
 
     let mut plain = Vec::new();
+    let mut plain_batched = Vec::new();
     let mut relay = Vec::new();
     let mut drain = Vec::new();
     for round in 1..=config.rounds {
@@ -153,6 +157,7 @@ async fn run(config: &Config) -> anyhow::Result<()> {
                 PublishLoopSettings {
                     messages: config.events,
                     window: config.window,
+                    confirms: ConfirmWait::Sliding,
                 },
                 QueueAfterRun::Delete,
                 |index| filler_body(index, event_size),
@@ -165,6 +170,26 @@ async fn run(config: &Config) -> anyhow::Result<()> {
                 report.elapsed.as_secs_f64()
             );
             plain.push(report.rate());
+            let queue = format!("{}.baseline", unique_prefix());
+            let batched = confirmed_publish_loop(
+                &url,
+                &queue,
+                PublishLoopSettings {
+                    messages: config.events,
+                    window: RELAY_BATCH,
+                    confirms: ConfirmWait::WholeBatch,
+                },
+                QueueAfterRun::Delete,
+                |index| filler_body(index, event_size),
+            )
+            .await
+            .context("the plain lapin loop in stop-and-wait batches")?;
+            println!(
+                "round {round}: plain {:>8.0} msg/s in stop-and-wait batches of {RELAY_BATCH} ({:.2} s)",
+                batched.rate(),
+                batched.elapsed.as_secs_f64()
+            );
+            plain_batched.push(batched.rate());
         }
         if config.runs("relay") {
             let result = relay_round(config).await?;
@@ -232,8 +257,19 @@ async fn run(config: &Config) -> anyhow::Result<()> {
             .map(|(plain, moss)| moss / plain);
         println!(
             "| relay alone, from a full outbox (msg/s, median) | {} | {} | {} | — | — |",
-            show_rate(median(plain)),
+            show_rate(median(plain.clone())),
             show_rate(drain_rate),
+            ratio.map_or("—".to_owned(), |r| format!("{:.0} %", r * 100.0)),
+        );
+    }
+    if !plain_batched.is_empty() {
+        let batched = median(plain_batched);
+        let ratio = median(plain.clone())
+            .zip(batched)
+            .map(|(sliding, batched)| batched / sliding);
+        println!(
+            "| plain lapin in stop-and-wait batches of {RELAY_BATCH} (msg/s, median) | {} | — | {} of the sliding window | — | — |",
+            show_rate(batched),
             ratio.map_or("—".to_owned(), |r| format!("{:.0} %", r * 100.0)),
         );
     }

@@ -7,4 +7,5 @@ pub(crate) mod producer;
 pub(crate) mod publish;
 pub(crate) mod status;
 pub(crate) mod up;
+pub(crate) mod watch;
 pub(crate) mod worker;

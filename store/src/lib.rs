@@ -8,10 +8,12 @@
 //! Layout inside the one sled database: a tree `outbox/<name>` per outbox (key: big-endian id
 //! from sled's monotonic generator), `ledger` (event id → JSON [`AppliedRecord`]) and
 //! `versions` (subject → big-endian last applied sequence); the workers add `mapping` (subject →
-//! JSON [`MappingRecord`]) and `quarantine` (subject → JSON [`QuarantineRecord`]); a directory watcher keeps
+//! JSON [`MappingRecord`]) and `quarantine` (subject → JSON [`QuarantineRecord`]) and `delete_window` (the mass-delete guard's
+//! recent deletes, see [`DeleteWindow`]); a directory watcher keeps
 //! `cursor/<name>` (its cookie and what it last saw of each object, see [`Cursor`]).
 
 mod cursor;
+mod delete_window;
 mod error;
 mod ledger;
 mod mapping;
@@ -20,6 +22,7 @@ mod quarantine;
 mod store;
 
 pub use cursor::{Cursor, CursorWrite};
+pub use delete_window::{DeleteKind, DeleteWindow};
 pub use error::StoreError;
 pub use ledger::{
     AppliedEvent, AppliedRecord, AppliedResult, Ledger, RecordOutcome, VersionUpdate, Versions,

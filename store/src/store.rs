@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::cursor::Cursor;
+use crate::delete_window::DeleteWindow;
 use crate::error::{SledResultExt, StoreError};
 use crate::ledger::{Ledger, Versions};
 use crate::mapping::Mapping;
@@ -147,6 +148,16 @@ impl Store {
             .open_tree("quarantine")
             .during("open the quarantine")?;
         Ok(Quarantine::new(self.clone(), tree))
+    }
+
+    /// The mass-delete guard's recent removals and deactivations (workers).
+    pub fn delete_window(&self) -> Result<DeleteWindow, StoreError> {
+        let tree = self
+            .inner
+            .db
+            .open_tree("delete_window")
+            .during("open the delete window")?;
+        Ok(DeleteWindow::new(self.clone(), tree))
     }
 
     /// A watcher's cursor called `name` (tree `cursor/<name>`, created on first use): its

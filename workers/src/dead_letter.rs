@@ -25,6 +25,9 @@ pub const ATTEMPTS: &str = "moss-attempts";
 pub const ATTEMPT: &str = "moss-attempt";
 /// `moss-replay-of`: set by `moss dlq replay` to the id of the event it replays.
 pub const REPLAY_OF: &str = "moss-replay-of";
+/// `moss-delete-approved`: `true` on a replay `moss deletes approve` sent; the worker applies
+/// the removal or deactivation even over the mass-delete threshold.
+pub const DELETE_APPROVED: &str = "moss-delete-approved";
 /// `moss-original-routing-key`: the partition routing key it came with.
 pub const ORIGINAL_ROUTING_KEY: &str = "moss-original-routing-key";
 /// `moss-event-type`: the CloudEvents type, or `unknown`.

@@ -13,8 +13,10 @@
 //! moss-broker, sled behind moss-store, Microsoft behind moss-online.
 
 mod circuit;
+mod control;
 mod counters;
 mod dead_letter;
+mod delete_guard;
 mod error;
 mod handlers;
 mod lanes;
@@ -35,11 +37,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use circuit::{Circuit, CircuitSettings, CircuitState};
+pub use control::{CONTROL, CONTROL_CONTENT_TYPE, RELEASE_QUARANTINE, ReleaseQuarantine};
 pub use counters::{CounterSnapshot, Counters};
 pub use dead_letter::{
-    ATTEMPT, ATTEMPTS, CLIENT_REQUEST_ID, DEAD_AT, DEAD_BY, ERROR_CLASS, ERROR_CODE, ERROR_MESSAGE,
-    ERROR_STATUS, EVENT_TYPE, ORIGINAL_ROUTING_KEY, REPLAY_OF, REQUEST_ID, SUBJECT,
+    ATTEMPT, ATTEMPTS, CLIENT_REQUEST_ID, DEAD_AT, DEAD_BY, DELETE_APPROVED, ERROR_CLASS,
+    ERROR_CODE, ERROR_MESSAGE, ERROR_STATUS, EVENT_TYPE, ORIGINAL_ROUTING_KEY, REPLAY_OF,
+    REQUEST_ID, SUBJECT,
 };
+pub use delete_guard::DeleteGuardSettings;
 pub use error::WorkerError;
 pub use outcome::{Failure, FailureClass, Outcome};
 pub use outcomes::{OUTCOME_CONTENT_TYPE, OutcomeEvent, OutcomeKind};
@@ -111,6 +116,7 @@ pub async fn start(
         retry,
         circuit,
         pacing,
+        delete_guard,
         shutdown_grace,
     } = settings;
     let store = Store::open(&store_path)?;
@@ -128,6 +134,11 @@ pub async fn start(
         ledger: store.ledger()?,
         versions: store.versions()?,
         quarantine: store.quarantine()?,
+        delete_guard: delete_guard::DeleteGuard::new(
+            delete_guard,
+            store.delete_window()?,
+            store.mapping()?,
+        ),
         tenant: Tenant {
             online,
             opening_key,

@@ -88,6 +88,9 @@ pub enum FailureClass {
     Quarantined,
     /// The worker's own disk failed.
     Local,
+    /// A removal or deactivation over the mass-delete threshold, waiting for an operator
+    /// (`moss deletes approve` or `reject`).
+    Held,
 }
 
 impl FailureClass {
@@ -105,6 +108,7 @@ impl FailureClass {
             FailureClass::Permanent => "permanent",
             FailureClass::Quarantined => "quarantined",
             FailureClass::Local => "local",
+            FailureClass::Held => "held",
         }
     }
 

@@ -79,9 +79,9 @@ pub(crate) async fn run_partition(
                 Some(Ok(delivery)) => {
                     Counters::bump(&ctx.counters.received);
                     let job = Job::decode(delivery);
-                    let key = match &job.event {
-                        Ok(event) => LaneKey::Subject(event.subject),
-                        Err(_) => {
+                    let key = match job.subject() {
+                        Some(subject) => LaneKey::Subject(subject),
+                        None => {
                             undecodable += 1;
                             LaneKey::Undecodable(undecodable)
                         }

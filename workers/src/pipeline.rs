@@ -17,8 +17,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::circuit::{Admission, Circuit, Signal};
+use crate::control::{self, Control, ReleaseQuarantine};
 use crate::counters::Counters;
-use crate::dead_letter::{REPLAY_OF, Received, dead_letter_message};
+use crate::dead_letter::{DELETE_APPROVED, REPLAY_OF, Received, dead_letter_message};
+use crate::delete_guard::{Approval, DeleteGuard, Verdict};
 use crate::handlers;
 use crate::outcome::{Failure, FailureClass, Outcome};
 use crate::outcomes::{OutcomeEvent, OutcomeKind};
@@ -36,6 +38,7 @@ pub(crate) struct WorkerContext {
     pub(crate) ledger: Ledger,
     pub(crate) versions: Versions,
     pub(crate) quarantine: Quarantine,
+    pub(crate) delete_guard: DeleteGuard,
     pub(crate) outcomes: Outbox,
     pub(crate) tenant: Tenant,
     pub(crate) dead_letters: Publisher,
@@ -51,13 +54,36 @@ pub(crate) struct WorkerContext {
 #[derive(Debug)]
 pub(crate) struct Job {
     pub(crate) delivery: Delivery,
-    pub(crate) event: Result<Envelope, DecodeError>,
+    pub(crate) work: Work,
+}
+
+/// What a delivery asks for.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // reason: nearly every job is an event; boxing it would allocate per delivery for a rare control message
+pub(crate) enum Work {
+    /// A directory event (or a message that failed to decode as one).
+    Event(Result<Envelope, DecodeError>),
+    /// An operator's control message (or one that failed to decode).
+    Control(Result<Control, String>),
 }
 
 impl Job {
     pub(crate) fn decode(delivery: Delivery) -> Job {
-        let event = Envelope::from_json_slice(&delivery.body);
-        Job { delivery, event }
+        let work = if control::is_control(&delivery) {
+            Work::Control(control::decode(&delivery))
+        } else {
+            Work::Event(Envelope::from_json_slice(&delivery.body))
+        };
+        Job { delivery, work }
+    }
+
+    /// The subject whose lane it runs in, when it names one.
+    pub(crate) fn subject(&self) -> Option<moss_schemas::Subject> {
+        match &self.work {
+            Work::Event(Ok(event)) => Some(event.subject),
+            Work::Control(Ok(Control::Release(release))) => Some(release.subject),
+            Work::Event(Err(_)) | Work::Control(Err(_)) => None,
+        }
     }
 }
 
@@ -137,7 +163,17 @@ pub(crate) fn admit(
 
 /// Runs one job to its settlement.
 pub(crate) async fn run_job(ctx: Arc<WorkerContext>, job: Job) -> JobEnd {
-    let Job { delivery, event } = job;
+    let Job { delivery, work } = job;
+    let event = match work {
+        Work::Event(event) => event,
+        Work::Control(Ok(Control::Release(release))) => {
+            return release_quarantine(&ctx, &delivery, release).await;
+        }
+        Work::Control(Err(problem)) => {
+            let reason = Failure::local(FailureClass::Invalid, "BadControlMessage", problem);
+            return dead_letter(&ctx, &delivery, None, &reason, 0).await;
+        }
+    };
     let settlement = match &event {
         Err(error) => Settlement::Done {
             outcome: Outcome::DeadLetter {
@@ -167,7 +203,7 @@ async fn decide(ctx: &Arc<WorkerContext>, delivery: &Delivery, event: &Envelope)
         .await
     };
     match admitted {
-        Ok(Ok(Admit::Proceed)) => attempt(ctx, event).await,
+        Ok(Ok(Admit::Proceed)) => guarded_attempt(ctx, delivery, event).await,
         Ok(Ok(Admit::Duplicate)) => Settlement::Duplicate,
         Ok(Ok(Admit::Stale { current })) => Settlement::Done {
             outcome: Outcome::Stale { current },
@@ -194,6 +230,116 @@ async fn decide(ctx: &Arc<WorkerContext>, delivery: &Delivery, event: &Envelope)
             pause_then_hand_back(ctx).await
         }
     }
+}
+
+/// The mass-delete guard around [`attempt`]: a removal or deactivation over the threshold is
+/// held (dead-lettered as `held`), one that changed nothing gives its slot back.
+async fn guarded_attempt(
+    ctx: &Arc<WorkerContext>,
+    delivery: &Delivery,
+    event: &Envelope,
+) -> Settlement {
+    if DeleteGuard::kind_of(event).is_none() {
+        return attempt(ctx, event).await;
+    }
+    let approval = if delivery.headers.get_str(DELETE_APPROVED) == Some("true") {
+        Approval::Approved
+    } else {
+        Approval::NotApproved
+    };
+    let checked = {
+        let ctx = Arc::clone(ctx);
+        let event = event.clone();
+        tokio::task::spawn_blocking(move || ctx.delete_guard.check(&event, approval, unix_ms()))
+            .await
+    };
+    let slot = match checked {
+        Ok(Ok(Verdict::Unguarded)) => return attempt(ctx, event).await,
+        Ok(Ok(Verdict::Held(reason))) => {
+            return Settlement::Done {
+                outcome: Outcome::DeadLetter { reason },
+                attempts: 0,
+            };
+        }
+        Ok(Ok(Verdict::Granted(slot))) => slot,
+        Ok(Err(error)) => {
+            tracing::error!(error = %error, event_id = %event.id, "the delete window cannot be read; handing the delivery back");
+            return pause_then_hand_back(ctx).await;
+        }
+        Err(join_error) => {
+            tracing::error!(error = %join_error, "a delete window check failed; handing the delivery back");
+            return pause_then_hand_back(ctx).await;
+        }
+    };
+    if approval == Approval::Approved {
+        tracing::warn!(event_id = %event.id, subject = %event.subject, r#type = %event.event_type(), "applying a delete an operator approved over the threshold");
+    }
+    let settlement = attempt(ctx, event).await;
+    let changed = matches!(
+        settlement,
+        Settlement::Done {
+            outcome: Outcome::Applied,
+            ..
+        }
+    );
+    if !changed {
+        let ctx = Arc::clone(ctx);
+        let released = tokio::task::spawn_blocking(move || ctx.delete_guard.release(&slot)).await;
+        if !matches!(released, Ok(Ok(()))) {
+            tracing::warn!(event_id = %event.id, "cannot give back a delete window slot; it counts until the window passes");
+        }
+    }
+    settlement
+}
+
+/// An operator purged the dead letter blocking `release.subject`: lift the quarantine if that
+/// letter still is what blocks it, then ack. Runs in the subject's lane, so it cannot overtake
+/// the subject's events that arrived before it.
+async fn release_quarantine(
+    ctx: &Arc<WorkerContext>,
+    delivery: &Delivery,
+    release: ReleaseQuarantine,
+) -> JobEnd {
+    /// What the release found.
+    enum Released {
+        Lifted,
+        OtherBlocks(String),
+        NotQuarantined,
+    }
+    let quarantine = ctx.quarantine.clone();
+    let subject = release.subject.to_string();
+    let purged = release.blocking_event_id.clone();
+    let found = tokio::task::spawn_blocking(move || -> Result<Released, StoreError> {
+        match quarantine.get(&subject)? {
+            Some(record) if record.blocking_event_id == purged => {
+                quarantine.lift(&subject)?;
+                Ok(Released::Lifted)
+            }
+            Some(record) => Ok(Released::OtherBlocks(record.blocking_event_id)),
+            None => Ok(Released::NotQuarantined),
+        }
+    })
+    .await;
+    match found {
+        Ok(Ok(Released::Lifted)) => {
+            tracing::info!(subject = %release.subject, blocking_event_id = %release.blocking_event_id, "an operator purged the blocking dead letter; quarantine released");
+        }
+        Ok(Ok(Released::OtherBlocks(blocking))) => {
+            tracing::info!(subject = %release.subject, purged = %release.blocking_event_id, blocking_event_id = %blocking, "a release names a dead letter that does not block the subject; the quarantine stays");
+        }
+        Ok(Ok(Released::NotQuarantined)) => {
+            tracing::info!(subject = %release.subject, "a release for a subject that is not quarantined; nothing to do");
+        }
+        Ok(Err(error)) => {
+            tracing::error!(error = %error, subject = %release.subject, "cannot release a quarantine; handing the message back");
+            return hand_back(ctx, delivery).await;
+        }
+        Err(join_error) => {
+            tracing::error!(error = %join_error, "a quarantine release failed; handing the message back");
+            return hand_back(ctx, delivery).await;
+        }
+    }
+    ack(delivery).await
 }
 
 async fn pause_then_hand_back(ctx: &WorkerContext) -> Settlement {

@@ -8,6 +8,7 @@ use moss_online::OnlineConfig;
 use moss_schemas::OpeningKey;
 
 use crate::circuit::CircuitSettings;
+use crate::delete_guard::DeleteGuardSettings;
 use crate::error::WorkerError;
 use crate::pacer::PacingSettings;
 
@@ -66,6 +67,8 @@ pub struct WorkerSettings {
     pub circuit: CircuitSettings,
     /// The adaptive write rate.
     pub pacing: PacingSettings,
+    /// The mass-delete guard's thresholds.
+    pub delete_guard: DeleteGuardSettings,
     /// How long shutdown waits for attempts already in flight before handing their
     /// deliveries back.
     pub shutdown_grace: Duration,
@@ -74,7 +77,7 @@ pub struct WorkerSettings {
 impl WorkerSettings {
     /// Settings with the documented defaults: prefetch [`DEFAULT_PREFETCH`], worker name
     /// `moss-worker`, [`RetrySettings::default`], [`CircuitSettings::default`],
-    /// [`PacingSettings::default`], 10 s shutdown grace.
+    /// [`PacingSettings::default`], [`DeleteGuardSettings::default`], 10 s shutdown grace.
     pub fn new(
         amqp_url: impl Into<String>,
         topology: Topology,
@@ -93,6 +96,7 @@ impl WorkerSettings {
             retry: RetrySettings::default(),
             circuit: CircuitSettings::default(),
             pacing: PacingSettings::default(),
+            delete_guard: DeleteGuardSettings::default(),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -137,6 +141,22 @@ impl WorkerSettings {
         }
         if self.circuit.failure_threshold == 0 {
             return invalid("circuit.failure_threshold", "must be at least 1");
+        }
+        let guard = &self.delete_guard;
+        if guard.removals == 0 || guard.deactivations == 0 {
+            return invalid(
+                "delete_guard",
+                "removals and deactivations must be at least 1 (approve each delete instead of a zero threshold)",
+            );
+        }
+        if guard.window.is_zero() {
+            return invalid("delete_guard.window", "must be above zero");
+        }
+        if guard
+            .percent_of_mapped
+            .is_some_and(|percent| percent == 0 || percent > 100)
+        {
+            return invalid("delete_guard.percent_of_mapped", "must be 1 to 100");
         }
         let pacing = &self.pacing;
         let rates_ok = pacing.min_rate > 0.0

@@ -205,11 +205,16 @@ async fn directory_changes_made_with_ldapmodify_arrive_as_the_right_events() {
 async fn a_restarted_watcher_resumes_from_its_cookie_without_sending_old_changes_again() {
     let slapd = Slapd::start();
     slapd.apply("ldapadd", &user_ldif("ana", "Ana", "Silva", &[]));
+    slapd.apply("ldapadd", &user_ldif("dave", "Dave", "Okafor", &[]));
     let ana = slapd.entry_uuid(&user_dn("ana"));
+    let dave = slapd.entry_uuid(&user_dn("dave"));
     let system = system().await;
     let watcher = Watcher::start(&slapd, &system.watch_store, system.producer.ingest_addr());
-    let first = system.rabbit.receive(1, Duration::from_secs(20)).await;
-    assert_eq!(summary(&first), expected(&[("user.added", &ana)]));
+    let first = system.rabbit.receive(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        summary(&first),
+        expected(&[("user.added", &ana), ("user.added", &dave)])
+    );
     watcher.stop().await;
 
     // Changes while the watcher is away.
@@ -218,13 +223,18 @@ async fn a_restarted_watcher_resumes_from_its_cookie_without_sending_old_changes
         "dn: {}\nchangetype: modify\nadd: mail\nmail: ana@example.org\n\n",
         user_dn("ana")
     ));
+    slapd.modify(&format!("dn: {}\nchangetype: delete\n\n", user_dn("dave")));
     let carol = slapd.entry_uuid(&user_dn("carol"));
 
     let watcher = Watcher::start(&slapd, &system.watch_store, system.producer.ingest_addr());
-    let resumed = system.rabbit.receive(2, Duration::from_secs(20)).await;
+    let resumed = system.rabbit.receive(3, Duration::from_secs(20)).await;
     assert_eq!(
         summary(&resumed),
-        expected(&[("user.added", &carol), ("user.alias_added", &ana)])
+        expected(&[
+            ("user.added", &carol),
+            ("user.alias_added", &ana),
+            ("user.removed", &dave),
+        ])
     );
     // A change after the restart comes next; anything re-sent would have come before it.
     slapd.modify(&format!("dn: {}\nchangetype: delete\n\n", user_dn("carol")));

@@ -445,55 +445,59 @@ impl Session<'_> {
         state: &mut WatchState,
         entry: ResultEntry,
     ) -> Result<Option<SessionEnd>, WatchError> {
-        if entry.is_ref() {
-            return Ok(None);
-        }
-        if entry.is_intermediate() {
-            match parse_syncinfo(entry) {
-                SyncInfo::NewCookie(cookie) => state.remember_cookie(Some(cookie)).await?,
-                SyncInfo::RefreshDelete { cookie, .. }
-                | SyncInfo::RefreshPresent { cookie, .. } => {
-                    state.remember_cookie(cookie).await?;
-                }
-                SyncInfo::SyncIdSet {
-                    cookie,
-                    refresh_deletes,
-                    sync_uuids,
-                } => {
-                    if refresh_deletes {
-                        for uuid in sync_uuids {
-                            if let Some(end) = self.deleted(state, &uuid, None).await? {
-                                return Ok(Some(end));
-                            }
+        let Some(message) = decode(entry) else {
+            return Ok(Some(SessionEnd::Lost(
+                "the directory sent a sync message that could not be decoded".to_owned(),
+            )));
+        };
+        match message {
+            SyncMessage::Other => Ok(None),
+            SyncMessage::WithoutState => {
+                tracing::warn!("an entry came without a sync state control; ignored");
+                Ok(None)
+            }
+            SyncMessage::Info(SyncInfo::NewCookie(cookie)) => {
+                state.remember_cookie(Some(cookie)).await?;
+                Ok(None)
+            }
+            SyncMessage::Info(
+                SyncInfo::RefreshDelete { cookie, .. } | SyncInfo::RefreshPresent { cookie, .. },
+            ) => {
+                state.remember_cookie(cookie).await?;
+                Ok(None)
+            }
+            SyncMessage::Info(SyncInfo::SyncIdSet {
+                cookie,
+                refresh_deletes,
+                sync_uuids,
+            }) => {
+                if refresh_deletes {
+                    for uuid in sync_uuids {
+                        if let Some(end) = self.deleted(state, &uuid, None).await? {
+                            return Ok(Some(end));
                         }
                     }
-                    // A present set (refresh_deletes false) only lists what still exists:
-                    // absence from it is never taken as a delete.
-                    state.remember_cookie(cookie).await?;
                 }
+                // A present set (refresh_deletes false) only lists what still exists:
+                // absence from it is never taken as a delete.
+                state.remember_cookie(cookie).await?;
+                Ok(None)
             }
-            return Ok(None);
-        }
-        let Some(sync_state) = entry
-            .1
-            .iter()
-            .find(|control| control.1.ctype == SYNC_STATE_OID && control.1.val.is_some())
-            .map(|control| control.1.parse::<SyncState>())
-        else {
-            tracing::warn!("an entry came without a sync state control; ignored");
-            return Ok(None);
-        };
-        match sync_state.state {
-            EntryState::Present => Ok(None),
-            EntryState::Delete => {
-                self.deleted(state, &sync_state.entry_uuid, sync_state.cookie)
-                    .await
-            }
-            EntryState::Add | EntryState::Modify => {
-                let found = SearchEntry::construct(entry);
-                self.changed(state, &sync_state.entry_uuid, found, sync_state.cookie)
-                    .await
-            }
+            SyncMessage::Entry {
+                state: sync_state,
+                entry,
+            } => match (sync_state.state, entry) {
+                (EntryState::Present, _) => Ok(None),
+                (EntryState::Delete, _) => {
+                    self.deleted(state, &sync_state.entry_uuid, sync_state.cookie)
+                        .await
+                }
+                (EntryState::Add | EntryState::Modify, Some(found)) => {
+                    self.changed(state, &sync_state.entry_uuid, found, sync_state.cookie)
+                        .await
+                }
+                (EntryState::Add | EntryState::Modify, None) => Ok(None),
+            },
         }
     }
 
@@ -598,6 +602,48 @@ impl Session<'_> {
     }
 }
 
+/// A sync search message, decoded.
+enum SyncMessage {
+    Info(SyncInfo),
+    Entry {
+        state: SyncState,
+        entry: Option<SearchEntry>,
+    },
+    WithoutState,
+    /// A referral: the watcher follows one server.
+    Other,
+}
+
+/// Decodes a message; `None` when it is malformed. ldap3's decoders panic on malformed BER
+/// rather than return an error, so a broken server message is caught here and treated like a
+/// lost connection (reconnect, resume from the cookie), never allowed to take the watcher down.
+fn decode(entry: ResultEntry) -> Option<SyncMessage> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        if entry.is_ref() {
+            return SyncMessage::Other;
+        }
+        if entry.is_intermediate() {
+            return SyncMessage::Info(parse_syncinfo(entry));
+        }
+        let sync_state = entry
+            .1
+            .iter()
+            .find(|control| control.1.ctype == SYNC_STATE_OID && control.1.val.is_some())
+            .map(|control| control.1.parse::<SyncState>());
+        match sync_state {
+            None => SyncMessage::WithoutState,
+            Some(state) => {
+                let entry = match state.state {
+                    EntryState::Add | EntryState::Modify => Some(SearchEntry::construct(entry)),
+                    EntryState::Present | EntryState::Delete => None,
+                };
+                SyncMessage::Entry { state, entry }
+            }
+        }
+    }))
+    .ok()
+}
+
 fn set_sequence(seen: &mut Seen, value: u64) {
     match seen {
         Seen::User { sequence, .. } | Seen::Group { sequence, .. } => *sequence = value,
@@ -611,4 +657,29 @@ fn subject_of(uuid: &[u8]) -> Option<Subject> {
 
 fn now_micros() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use ldap3::asn1::{PL, StructureTag, TagClass};
+
+    use super::*;
+
+    #[test]
+    fn a_malformed_sync_message_is_a_lost_session_not_a_crash() {
+        let garbage = ResultEntry::new(StructureTag {
+            class: TagClass::Application,
+            id: 25,
+            payload: PL::P(vec![1, 2, 3]),
+        });
+        assert!(decode(garbage).is_none());
+    }
+
+    #[test]
+    fn distinguished_names_compare_without_case_or_spaces_after_commas() {
+        assert_eq!(
+            normalise_dn("uid=Ana, ou=People,dc=Example,dc=org"),
+            "uid=ana,ou=people,dc=example,dc=org"
+        );
+    }
 }

@@ -28,9 +28,37 @@ fn spawn_producer(
     amqp_url: &str,
     public_key: &str,
 ) -> Producer {
+    spawn_producer_limited(data, prefix, amqp_url, public_key, None)
+}
+
+/// With `file_size_blocks`, the producer runs under `ulimit -f` (SIGXFSZ ignored), so writes past
+/// that size fail as they would on a full disk.
+fn spawn_producer_limited(
+    data: &std::path::Path,
+    prefix: &str,
+    amqp_url: &str,
+    public_key: &str,
+    file_size_blocks: Option<u64>,
+) -> Producer {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_moss"))
-        .arg("producer")
+    let mut command = match file_size_blocks {
+        None => {
+            let mut moss = Command::new(env!("CARGO_BIN_EXE_moss"));
+            moss.arg("producer");
+            moss
+        }
+        Some(blocks) => {
+            let mut shell = Command::new("bash");
+            shell
+                .arg("-c")
+                .arg(format!(
+                    "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" producer"
+                ))
+                .arg(env!("CARGO_BIN_EXE_moss"));
+            shell
+        }
+    };
+    let child = command
         .env("MOSS_DATA_DIR", data)
         .env("MOSS_TOPOLOGY_PREFIX", prefix)
         .env("MOSS_PARTITIONS", "4")
@@ -102,6 +130,40 @@ async fn publish_until_killed(
         }
     }
     accepted
+}
+
+/// Posts events until the producer answers 503 a few times; returns the ids it answered 202 for.
+async fn publish_until_full(client: &reqwest::Client, port: u16) -> (Vec<String>, usize) {
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for sequence in 1..=50_000u64 {
+        let mut body = event(&uuid::Uuid::new_v4().to_string(), sequence);
+        body["type"] = json!("moss.user.deactivated.v1");
+        body["data"] = json!({ "reason": "x".repeat(200) });
+        let response = client
+            .post(format!("http://127.0.0.1:{port}/v1/events"))
+            .header("content-type", "application/cloudevents+json")
+            .body(serde_json::to_vec(&body).unwrap())
+            .send()
+            .await
+            .expect("the producer keeps answering when its disk is full");
+        match response.status().as_u16() {
+            202 => {
+                let answer: Value = response.json().await.unwrap();
+                accepted.push(answer["accepted"][0].as_str().unwrap().to_owned());
+            }
+            503 => {
+                let problem: Value = response.json().await.unwrap();
+                assert_eq!(problem["type"], "https://moss.dev/problems/not-stored");
+                refused += 1;
+                if refused == 5 {
+                    break;
+                }
+            }
+            status => panic!("unexpected status {status}"),
+        }
+    }
+    (accepted, refused)
 }
 
 fn rabbitmqctl(args: &[&str]) -> String {
@@ -204,5 +266,71 @@ async fn a_producer_killed_between_202_and_confirm_loses_nothing() {
         moss_broker::Topology::new(moss_broker::TopologyPrefix::parse(&prefix).unwrap(), 4)
             .unwrap();
     broker.delete_topology(&prefix_topology).await.unwrap();
+    broker.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_answered_503_and_every_202_survives() {
+    let data = tempfile::tempdir().unwrap();
+    let prefix = format!("moss-test-{}", uuid::Uuid::new_v4().simple());
+    let pair = moss_schemas::generate_key_pair();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    // RabbitMQ unreachable, files limited to 3 MB: the outbox fills up and cannot grow.
+    let dead_url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port());
+    let mut producer =
+        spawn_producer_limited(data.path(), &prefix, &dead_url, &pair.public, Some(3000));
+    wait_ready(&client, producer.port).await;
+    let (accepted, refused) = publish_until_full(&client, producer.port).await;
+    assert_eq!(refused, 5, "a full disk is a 503, never a silent drop");
+    assert!(
+        accepted.len() > 100,
+        "the outbox took events until it was full"
+    );
+    producer.child.kill().unwrap();
+    producer.child.wait().unwrap();
+
+    // Room again, and RabbitMQ: every event answered 202 is relayed.
+    let mut producer = spawn_producer(data.path(), &prefix, AMQP_URL, &pair.public);
+    wait_ready(&client, producer.port).await;
+    let broker = moss_broker::Broker::connect(AMQP_URL, "moss-disk-full-test")
+        .await
+        .unwrap();
+    let topology =
+        moss_broker::Topology::new(moss_broker::TopologyPrefix::parse(&prefix).unwrap(), 4)
+            .unwrap();
+    broker.declare(&topology).await.unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    for n in (0..4).cycle() {
+        if accepted.iter().all(|id| seen.contains(id)) || Instant::now() > until {
+            break;
+        }
+        let mut consumer = broker
+            .consume(&format!("{prefix}.events.p{n}"), 500, "")
+            .await
+            .unwrap();
+        while let Ok(Some(Ok(delivery))) =
+            tokio::time::timeout(Duration::from_millis(300), consumer.next()).await
+        {
+            seen.insert(delivery.message_id.clone().unwrap_or_default());
+            delivery.ack().await.unwrap();
+        }
+        consumer.shutdown().await.unwrap();
+    }
+    let lost = accepted.iter().filter(|id| !seen.contains(*id)).count();
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} events answered 202 were lost",
+        accepted.len()
+    );
+
+    producer.child.kill().unwrap();
+    producer.child.wait().unwrap();
+    broker.delete_topology(&topology).await.unwrap();
     broker.close().await.unwrap();
 }

@@ -1,7 +1,7 @@
 //! The LDAP watcher against a real OpenLDAP (slapd with syncprov, started by the test) and the
 //! real RabbitMQ: directory changes made with ldapmodify arrive as the right events, a restarted
 //! watcher resumes from its cookie without re-sending, and a directory that vanishes mid-watch
-//! removes nothing.
+//! removes nothing; with a worker and the emulator behind, the tenant ends in the right state.
 
 mod harness;
 mod ldap;
@@ -277,4 +277,122 @@ async fn a_directory_that_stops_mid_watch_removes_nothing() {
 
     watcher.stop().await;
     system.finish().await;
+}
+
+/// A worker on the emulated tenant behind the producer.
+async fn worker(
+    emulator: &moss_emulator::Emulator,
+    topology: &moss_broker::Topology,
+    store: &Path,
+    opening: moss_schemas::OpeningKey,
+) -> moss_workers::RunningWorker {
+    let tenant = emulator.tenant();
+    let mut online = moss_online::OnlineConfig::new(
+        tenant.tenant_id.to_string(),
+        tenant.client_id.to_string(),
+        SecretString::from(tenant.client_secret.clone()),
+    )
+    .with_single_base_url(&emulator.base_url());
+    online.retry.max_delay = Duration::from_millis(400);
+    let mut settings =
+        moss_workers::WorkerSettings::new(AMQP_URL, topology.clone(), store, online, opening);
+    settings.worker_name = "moss-watch-test-worker".into();
+    settings.shutdown_grace = Duration::from_secs(5);
+    moss_workers::start(settings, CancellationToken::new())
+        .await
+        .expect("worker starts")
+}
+
+async fn tenant_eventually(
+    emulator: &moss_emulator::Emulator,
+    upn: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) {
+    eventually(what, Duration::from_secs(25), || async {
+        emulator.user(upn).is_some_and(|user| check(&user))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_changes_reach_the_emulated_tenant_through_the_workers() {
+    let emulator = moss_emulator::Emulator::start_for_tests()
+        .await
+        .expect("emulator starts");
+    let tenant = emulator.tenant();
+    let domain = tenant.default_domain.clone();
+    let sku = tenant.skus[0].sku_part_number.clone();
+    let slapd = Slapd::start();
+    slapd.apply(
+        "ldapadd",
+        &user_ldif("ana", "Ana", "Silva", &[&format!("ana.silva@{domain}")]),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let topology = unique_topology();
+    let (sealing, opening) = key_pair();
+    let rabbit = TestBroker::connect(&topology).await;
+    let (producer, _) = start(settings(&store_path(&dir), AMQP_URL, &topology, &sealing)).await;
+    let running_worker = worker(&emulator, &topology, &dir.path().join("worker"), opening).await;
+
+    let mut watch = LdapWatchSettings::new(
+        slapd.url(),
+        BASE.to_owned(),
+        ADMIN_DN.to_owned(),
+        SecretString::from(ADMIN_PASSWORD.to_owned()),
+        dir.path().join("watch-ldap"),
+        format!("http://{}", producer.ingest_addr()),
+    );
+    watch.mapping.disabled = DisabledRule {
+        attribute: "employeeType".to_owned(),
+        value: Some("disabled".to_owned()),
+    };
+    watch.mapping.online_account = Some(moss_producer::watch::OnlineAccountPolicy {
+        domain: moss_schemas::DomainName::parse(&domain).unwrap(),
+        usage_location: moss_schemas::UsageLocation::parse("DE").unwrap(),
+        licenses: vec![moss_schemas::SkuPartNumber::parse(&sku).unwrap()],
+    });
+    let stop = CancellationToken::new();
+    let watcher = tokio::spawn(run_ldap(watch, stop.clone()));
+
+    let upn = format!("ana@{domain}");
+    tenant_eventually(&emulator, &upn, "ana's online account", |user| {
+        user["accountEnabled"] == true && user["displayName"] == "Ana Silva"
+    })
+    .await;
+
+    let alias = format!("smtp:ana.silva@{domain}");
+    tenant_eventually(&emulator, &upn, "ana's mail alias online", |user| {
+        user["proxyAddresses"].as_array().is_some_and(|addresses| {
+            addresses.iter().any(|address| {
+                address
+                    .as_str()
+                    .is_some_and(|text| text.eq_ignore_ascii_case(&alias))
+            })
+        })
+    })
+    .await;
+
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nadd: employeeType\nemployeeType: disabled\n\n",
+        user_dn("ana")
+    ));
+    tenant_eventually(&emulator, &upn, "ana blocked from signing in", |user| {
+        user["accountEnabled"] == false
+    })
+    .await;
+
+    slapd.modify(&format!("dn: {}\nchangetype: delete\n\n", user_dn("ana")));
+    tenant_eventually(&emulator, &upn, "ana's account soft-deleted", |user| {
+        user["_emulator"]["deleted"].as_bool() == Some(true)
+    })
+    .await;
+
+    stop.cancel();
+    watcher.await.unwrap().expect("the watcher stops cleanly");
+    running_worker.shutdown().await.expect("worker stops");
+    producer.shutdown().await;
+    rabbit.cleanup().await;
+    emulator.shutdown().await;
 }

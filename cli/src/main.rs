@@ -48,6 +48,9 @@ enum Command {
     /// The dead letters: list, show, replay (in order, keeping event ids), purge.
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
+    /// Removals and deactivations held by the mass-delete guard: pending, approve, reject.
+    #[command(subcommand)]
+    Deletes(commands::deletes::DeletesCommand),
     /// Follow the directory and publish what changes (users, aliases, disabling, groups).
     #[command(subcommand)]
     Watch(commands::watch::WatchCommand),
@@ -88,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish(args) => runtime()?.block_on(commands::publish::run(args, &file)),
         Command::Status(args) => runtime()?.block_on(commands::status::run(args, &file)),
         Command::Dlq(command) => runtime()?.block_on(commands::dlq::run(command, &file)),
+        Command::Deletes(command) => runtime()?.block_on(commands::deletes::run(command, &file)),
         Command::Watch(command) => {
             logging::init(cli.log_format);
             runtime()?.block_on(commands::watch::run(command, &file))

@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::config::{Common, CommonArgs, FileConfig};
 use crate::operate::connection;
 use crate::operate::dead_letters::{
-    DeadLetter, DeadQueueView, redacted_body, replay_headers, sort_by_dead_at,
+    DeadLetter, DeadQueueView, redacted_body, release_quarantines, replay_headers, sort_by_dead_at,
 };
 use crate::operate::progress::Progress;
 use crate::operate::selection::{ErrorClassFilter, Filters, parse_since, replay_order, select};
@@ -713,17 +713,34 @@ async fn replay_with(
 
 async fn purge(args: PurgeArgs, file: &FileConfig) -> Result<()> {
     let filters = args.filters.filters()?;
-    let (_common, broker, view) = open(&args.queue, file).await?;
+    let (common, broker, view) = open(&args.queue, file).await?;
     let result = purge_with(&args, &filters, &view).await;
+    // The worker would keep a purged letter's subject quarantined for ever: release it.
+    let result = match result {
+        Ok(purged) => release_quarantines(&broker, &common.topology, &purged)
+            .await
+            .map(|released| {
+                if released > 0 {
+                    println!(
+                        "released the quarantine of {released} subjects behind purged letters"
+                    );
+                }
+            }),
+        Err(error) => Err(error),
+    };
     finish(broker, view, result).await
 }
 
-async fn purge_with(args: &PurgeArgs, filters: &Filters, view: &DeadQueueView) -> Result<()> {
+async fn purge_with<'a>(
+    args: &PurgeArgs,
+    filters: &Filters,
+    view: &'a DeadQueueView,
+) -> Result<Vec<&'a DeadLetter>> {
     let letters = letters_in_order(view);
     let chosen = chosen(&letters, &args.ids, filters, args.all, "purge")?;
     let ids: HashSet<&str> = chosen.iter().map(|letter| letter.id.as_str()).collect();
     // The first dead letter of a subject is what the worker's quarantine waits for: purging it
-    // leaves the subject's later events dead-lettered as quarantined.
+    // releases the quarantine, but the subject's later events already dead-lettered stay.
     let blockers = chosen
         .iter()
         .filter(|letter| letter.error.class != "quarantined" && letter.subject.is_some())
@@ -744,7 +761,7 @@ async fn purge_with(args: &PurgeArgs, filters: &Filters, view: &DeadQueueView) -
         }
         if blockers > 0 {
             eprintln!(
-                "warning: {blockers} of them hold later events of their subject in quarantine, and only their replay lifts it; purge those later events too, or replay instead"
+                "warning: {blockers} of them hold later events of their subject in quarantine; purging releases the quarantine, but those later events stay dead-lettered until you replay them"
             );
         }
         eprint!("delete {} dead letters for good? [y/N] ", ids.len());
@@ -777,5 +794,5 @@ async fn purge_with(args: &PurgeArgs, filters: &Filters, view: &DeadQueueView) -
         "purged {} dead letters ({purged} messages, counting copies)",
         ids.len()
     );
-    Ok(())
+    Ok(chosen)
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod deletes;
 pub(crate) mod dlq;
 pub(crate) mod emulator;
 pub(crate) mod keys;

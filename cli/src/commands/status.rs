@@ -127,6 +127,9 @@ struct DeadLetterStatus {
     count: u32,
     counted: usize,
     by_class: BTreeMap<String, usize>,
+    /// Removals and deactivations the mass-delete guard holds (class `held`), waiting for
+    /// `moss deletes approve` or `reject`.
+    held_deletes: usize,
     in_flight: Option<u64>,
     oldest_dead_at: Option<String>,
     newest_dead_at: Option<String>,
@@ -308,6 +311,7 @@ async fn gather(
             queue: topology.dead_queue(),
             count: view.in_queue,
             counted: letters.len(),
+            held_deletes: by_class.get("held").copied().unwrap_or(0),
             by_class,
             in_flight: None,
             oldest_dead_at: letters.iter().find_map(|letter| letter.dead_at.clone()),
@@ -521,6 +525,12 @@ fn print(status: &Status, json: bool) {
         ));
     }
     println!("{line}");
+    if dead.held_deletes > 0 {
+        println!(
+            "DELETES HELD      {} removals/deactivations over the mass-delete threshold wait for an operator: `moss deletes pending`, then `moss deletes approve` or `moss deletes reject`",
+            dead.held_deletes
+        );
+    }
     if let Some(in_flight) = dead.in_flight {
         println!("  on their way    {in_flight}");
     }

@@ -26,6 +26,37 @@ pub(crate) struct WorkerArgs {
         value_name = "NAME"
     )]
     pub(crate) worker_name: String,
+    #[command(flatten)]
+    pub(crate) delete_guard: DeleteGuardArgs,
+}
+
+/// The mass-delete guard: more deletes than this in the window are held for `moss deletes`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct DeleteGuardArgs {
+    /// User removals applied per window before the rest are held (Entra Connect's default: 500).
+    #[arg(long, env = "MOSS_DELETE_THRESHOLD", default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) delete_threshold: u32,
+    /// Deactivations (and unassignments) applied per window before the rest are held.
+    #[arg(long, env = "MOSS_DEACTIVATE_THRESHOLD", default_value_t = 500, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) deactivate_threshold: u32,
+    /// The sliding window, in seconds.
+    #[arg(long, env = "MOSS_DELETE_WINDOW_SECS", default_value_t = 1800, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) delete_window_secs: u64,
+    /// Also hold once this percentage of the mapped users would be passed (the lower limit wins).
+    #[arg(long, env = "MOSS_DELETE_THRESHOLD_PERCENT", value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub(crate) delete_threshold_percent: Option<u8>,
+}
+
+impl DeleteGuardArgs {
+    /// The worker's settings from these flags.
+    pub(crate) fn settings(&self) -> moss_workers::DeleteGuardSettings {
+        moss_workers::DeleteGuardSettings {
+            removals: self.delete_threshold,
+            deactivations: self.deactivate_threshold,
+            window: std::time::Duration::from_secs(self.delete_window_secs),
+            percent_of_mapped: self.delete_threshold_percent,
+        }
+    }
 }
 
 /// Where a worker serves /metrics unless told otherwise (INTERFACES.md).
@@ -141,6 +172,7 @@ pub(crate) async fn run(args: WorkerArgs, file: &FileConfig) -> Result<()> {
         opening_key,
     );
     settings.worker_name = args.worker_name;
+    settings.delete_guard = args.delete_guard.settings();
     let shutdown = crate::shutdown::on_signal();
     let running = moss_workers::start(settings, shutdown)
         .await

@@ -353,6 +353,58 @@ pub(crate) fn replay_headers(
         .with_text(HISTORY, history)
 }
 
+/// Whether purging `letter` may leave its subject quarantined behind it: the worker quarantines
+/// a subject behind every dead letter of an event it could read, except `quarantined` (already
+/// behind another) and `invalid` (the subject cannot be trusted).
+pub(crate) fn may_block(letter: &DeadLetter) -> bool {
+    letter.subject.is_some() && !matches!(letter.error.class.as_str(), "quarantined" | "invalid")
+}
+
+/// After `letters` were purged: sends the worker a `release-quarantine` control message for
+/// each one that may block its subject, through the subject's partition (so it takes its place
+/// behind the subject's events already queued). The worker lifts the quarantine only if that
+/// letter still blocks the subject. Returns how many were sent, all confirmed.
+pub(crate) async fn release_quarantines(
+    broker: &Broker,
+    topology: &Topology,
+    letters: &[&DeadLetter],
+) -> Result<usize> {
+    let releases: Vec<moss_workers::ReleaseQuarantine> = letters
+        .iter()
+        .filter(|letter| may_block(letter))
+        .filter_map(|letter| {
+            let subject = moss_schemas::Subject::parse(letter.subject.as_deref()?).ok()?;
+            Some(moss_workers::ReleaseQuarantine {
+                subject,
+                blocking_event_id: letter.id.clone(),
+            })
+        })
+        .collect();
+    if releases.is_empty() {
+        return Ok(0);
+    }
+    let publisher = broker.publisher().await.context(
+        "the dead letters are purged, but no channel opened to release their subjects' quarantine; their later events stay dead-lettered as quarantined until replayed",
+    )?;
+    let messages = releases
+        .iter()
+        .map(|release| release.message(topology))
+        .collect();
+    let results = publisher.publish_batch(messages).await;
+    let _ = publisher.close().await;
+    let mut sent = 0;
+    for (release, result) in releases.iter().zip(results) {
+        result.with_context(|| {
+            format!(
+                "the quarantine of {} (behind {}) could not be released: RabbitMQ did not confirm the message; its later events stay dead-lettered as quarantined",
+                release.subject, release.blocking_event_id
+            )
+        })?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
 /// The event as JSON with every password and secret replaced, for `moss dlq show`. Passwords are
 /// sealed on the wire, but even a sealed password has no business on an operator's screen.
 pub(crate) fn redacted_body(body: &[u8]) -> Option<Value> {

@@ -35,6 +35,8 @@ pub(crate) enum ErrorClassFilter {
     Quarantined,
     /// The worker's own disk failed.
     Local,
+    /// A removal or deactivation over the mass-delete threshold (`moss deletes`).
+    Held,
     /// RabbitMQ dead-lettered it after repeated consumer crashes.
     DeliveryLimit,
     /// A letter without a class.
@@ -56,6 +58,7 @@ impl ErrorClassFilter {
             ErrorClassFilter::Permanent => "permanent",
             ErrorClassFilter::Quarantined => "quarantined",
             ErrorClassFilter::Local => "local",
+            ErrorClassFilter::Held => "held",
             ErrorClassFilter::DeliveryLimit => "delivery_limit",
             ErrorClassFilter::Unknown => "unknown",
         }
@@ -370,6 +373,7 @@ mod tests {
             moss_workers::FailureClass::Permanent,
             moss_workers::FailureClass::Quarantined,
             moss_workers::FailureClass::Local,
+            moss_workers::FailureClass::Held,
         ] {
             assert!(
                 names.contains(&class.as_str()),

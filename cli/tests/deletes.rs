@@ -1,0 +1,413 @@
+//! `moss deletes` run as the binary against the real RabbitMQ, with the emulator, the producer
+//! and a worker (its mass-delete guard set low) in this process: held removals are pending and
+//! shown loudly by `moss status`; `approve` applies them, with the events waiting behind them,
+//! in order and once each; `reject` drops them and the user's later events apply again.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use moss_broker::{Broker, Topology, TopologyPrefix};
+use moss_emulator::Emulator;
+use moss_online::{OnlineConfig, RetryPolicy};
+use moss_producer::{ProducerSettings, RunningProducer};
+use moss_workers::{
+    CircuitSettings, DeleteGuardSettings, RetrySettings, RunningWorker, WorkerSettings,
+};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const PARTITIONS: u16 = 4;
+
+fn new_topology() -> Topology {
+    let prefix = format!("moss-test-{}", uuid::Uuid::new_v4().simple());
+    Topology::new(TopologyPrefix::parse(&prefix).unwrap(), PARTITIONS).unwrap()
+}
+
+/// Runs `moss` with this topology; standard input is empty (not a terminal).
+fn moss(topology: &Topology, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_moss"))
+        .args(args)
+        .env("MOSS_AMQP_URL", AMQP_URL)
+        .env("MOSS_TOPOLOGY_PREFIX", topology.prefix().as_str())
+        .env("MOSS_PARTITIONS", PARTITIONS.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("moss runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn dead_count(broker: &Broker, topology: &Topology) -> u32 {
+    broker
+        .queue_depth(&topology.dead_queue())
+        .await
+        .unwrap()
+        .ready
+}
+
+/// Polls until the dead queue holds `expected` ready letters.
+async fn dead_count_becomes(broker: &Broker, topology: &Topology, expected: u32, within: Duration) {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        let ready = dead_count(broker, topology).await;
+        if ready == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the dead queue holds {ready}, not {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let until = tokio::time::Instant::now() + within;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn event(subject: &str, event_type: &str, sequence: u64, data: Value) -> Value {
+    let mut event = json!({
+        "specversion": "1.0",
+        "id": uuid::Uuid::now_v7().to_string(),
+        "source": "moss-producer/test",
+        "type": event_type,
+        "subject": subject,
+        "time": chrono::Utc::now().to_rfc3339(),
+        "sequence": sequence.to_string(),
+    });
+    event["data"] = data;
+    event
+}
+
+/// The emulator, the producer and a worker in this process, over a topology of their own.
+struct System {
+    emulator: Emulator,
+    topology: Topology,
+    broker: Broker,
+    producer: Option<RunningProducer>,
+    worker: Option<RunningWorker>,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl System {
+    async fn spawn(removals: u32) -> System {
+        let emulator = Emulator::start_for_tests().await.expect("emulator starts");
+        let topology = new_topology();
+        let broker = Broker::connect(AMQP_URL, "moss-cli-deletes-test")
+            .await
+            .expect("RabbitMQ runs");
+        broker.declare(&topology).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let keys = moss_schemas::generate_key_pair();
+        let mut producer_settings = ProducerSettings::new(
+            dir.path().join("producer"),
+            AMQP_URL.to_owned(),
+            topology.clone(),
+            moss_schemas::SealingKey::parse(&keys.public).unwrap(),
+        );
+        producer_settings.ingest_addr = "127.0.0.1:0".parse().unwrap();
+        let producer = moss_producer::start(producer_settings, CancellationToken::new())
+            .await
+            .expect("producer starts");
+        let tenant = emulator.tenant();
+        let mut online = OnlineConfig::new(
+            tenant.tenant_id.to_string(),
+            tenant.client_id.to_string(),
+            SecretString::from(tenant.client_secret.clone()),
+        )
+        .with_single_base_url(&emulator.base_url());
+        online.retry = RetryPolicy {
+            min_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(400),
+            max_retries: 3,
+            total_budget: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(5),
+            replication_retries: 3,
+            replication_delay: Duration::from_millis(100),
+        };
+        let mut settings = WorkerSettings::new(
+            AMQP_URL,
+            topology.clone(),
+            dir.path().join("worker"),
+            online,
+            moss_schemas::OpeningKey::parse(&keys.private).unwrap(),
+        );
+        settings.worker_name = "moss-cli-test-worker".into();
+        settings.retry = RetrySettings {
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_attempts: 3,
+            budget: Duration::from_secs(30),
+        };
+        settings.circuit = CircuitSettings {
+            failure_threshold: 3,
+            first_probe_after: Duration::from_millis(300),
+            max_probe_interval: Duration::from_secs(2),
+        };
+        settings.shutdown_grace = Duration::from_secs(5);
+        settings.delete_guard = DeleteGuardSettings {
+            removals,
+            deactivations: 100,
+            window: Duration::from_secs(600),
+            percent_of_mapped: None,
+        };
+        let worker = moss_workers::start(settings, CancellationToken::new())
+            .await
+            .expect("worker starts");
+        System {
+            emulator,
+            topology,
+            broker,
+            producer: Some(producer),
+            worker: Some(worker),
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    async fn post(&self, event: &Value) {
+        let addr = self.producer.as_ref().unwrap().ingest_addr();
+        let response = self
+            .http
+            .post(format!("http://{addr}/v1/events"))
+            .header("content-type", "application/cloudevents+json")
+            .body(serde_json::to_vec(event).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 202);
+    }
+
+    fn worker(&self) -> &RunningWorker {
+        self.worker.as_ref().unwrap()
+    }
+
+    async fn finish(mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.shutdown().await.expect("worker stops cleanly");
+        }
+        if let Some(producer) = self.producer.take() {
+            producer.shutdown().await;
+        }
+        let _ = self.broker.delete_topology(&self.topology).await;
+        let _ = self.broker.close().await;
+        self.emulator.shutdown().await;
+    }
+}
+
+/// A port nothing listens on, so that `moss status` finds no metrics quickly.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn status_text(topology: &Topology) -> String {
+    let port = closed_port();
+    let output = Command::new(env!("CARGO_BIN_EXE_moss"))
+        .args(["status"])
+        .env("MOSS_AMQP_URL", AMQP_URL)
+        .env("MOSS_TOPOLOGY_PREFIX", topology.prefix().as_str())
+        .env("MOSS_PARTITIONS", PARTITIONS.to_string())
+        .env("MOSS_MANAGEMENT_URL", format!("http://127.0.0.1:{port}"))
+        .env("MOSS_WORKER_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .env("MOSS_PRODUCER_METRICS_ADDR", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("moss runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Adds users `count` with sequence 10 and waits until they exist; returns (subject, UPN).
+async fn add_users(system: &System, count: usize) -> Vec<(String, String)> {
+    let tenant = system.emulator.tenant();
+    let sku = tenant.skus[0].sku_part_number.clone();
+    let mut users = Vec::new();
+    for n in 0..count {
+        let subject = uuid::Uuid::new_v4().to_string();
+        let upn = format!("del{n}-{}@{}", &subject[..6], tenant.default_domain);
+        system
+            .post(&event(
+                &subject,
+                "moss.user.added.v1",
+                10,
+                json!({
+                    "account_name": format!("del{n}"),
+                    "display_name": format!("User {n}"),
+                    "online_account": {"upn": upn, "usage_location": "DE", "licenses": [sku]},
+                    "initial_password": {"clear": "First-Passw0rd!"},
+                }),
+            ))
+            .await;
+        users.push((subject, upn));
+    }
+    let expected = count as u64;
+    eventually(Duration::from_secs(15), "the users exist", || {
+        system.worker().counters().applied >= expected
+    })
+    .await;
+    users
+}
+
+fn deleted(system: &System, users: &[(String, String)]) -> usize {
+    users
+        .iter()
+        .filter(|(_, upn)| {
+            system
+                .emulator
+                .user(upn)
+                .is_some_and(|user| user["_emulator"]["deleted"].as_bool() == Some(true))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_removals_are_pending_shown_loudly_and_approved_in_order_once_each() {
+    let system = System::spawn(2).await;
+    let users = add_users(&system, 4).await;
+    let mut removals = Vec::new();
+    for (subject, _) in &users {
+        let removal = event(subject, "moss.user.removed.v1", 11, json!({}));
+        system.post(&removal).await;
+        removals.push(removal["id"].as_str().unwrap().to_owned());
+    }
+    dead_count_becomes(&system.broker, &system.topology, 2, Duration::from_secs(15)).await;
+    eventually(Duration::from_secs(10), "two removals apply", || {
+        system.worker().counters().applied >= 6
+    })
+    .await;
+    assert_eq!(deleted(&system, &users), 2);
+
+    let (code, stdout, stderr) = moss(&system.topology, &["deletes", "pending", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let pending: Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(pending["schema"], "moss.deletes.pending.v1");
+    assert_eq!(pending["held"], 2);
+    let held: Vec<String> = pending["letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|letter| letter["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(held.iter().all(|id| removals.contains(id)));
+    // One held user's next event waits behind its removal.
+    let held_subject = pending["letters"][0]["subject"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    system
+        .post(&event(
+            &held_subject,
+            "moss.user.password_changed.v1",
+            12,
+            json!({"password": {"clear": "Second-Passw0rd!"}}),
+        ))
+        .await;
+    dead_count_becomes(&system.broker, &system.topology, 3, Duration::from_secs(10)).await;
+    let status = status_text(&system.topology);
+    assert!(status.contains("DELETES HELD      2"), "{status}");
+    // The status held the letters unacknowledged while it read them; they come back.
+    dead_count_becomes(&system.broker, &system.topology, 3, Duration::from_secs(10)).await;
+
+    let (code, _, stderr) = moss(&system.topology, &["deletes", "approve"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("say which held deletes"), "{stderr}");
+    let (code, _, stderr) = moss(&system.topology, &["deletes", "approve", "not-an-id"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("not-an-id is not a held delete"),
+        "{stderr}"
+    );
+    dead_count_becomes(&system.broker, &system.topology, 3, Duration::from_secs(10)).await;
+
+    let (code, stdout, stderr) = moss(&system.topology, &["deletes", "approve", "--all"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("approved 2 held deletes (3 events replayed"),
+        "{stdout}"
+    );
+    eventually(Duration::from_secs(15), "every user is deleted", || {
+        deleted(&system, &users) == 4
+    })
+    .await;
+    // In order: the waiting event came after its removal (before it, it would be
+    // dead-lettered again); once each: nothing more applied than the four adds and removals.
+    eventually(Duration::from_secs(10), "the waiting event settles", || {
+        let counters = system.worker().counters();
+        counters.applied + counters.already_applied >= 9
+    })
+    .await;
+    let counters = system.worker().counters();
+    assert_eq!(counters.applied, 8);
+    assert_eq!(counters.dead_lettered, 3);
+    assert_eq!(dead_count(&system.broker, &system.topology).await, 0);
+    let (code, stdout, _) = moss(&system.topology, &["deletes", "pending"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("no deletes are held"), "{stdout}");
+    system.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_removal_keeps_the_account_and_the_users_later_events_apply_again() {
+    let system = System::spawn(1).await;
+    let users = add_users(&system, 2).await;
+    system
+        .post(&event(&users[0].0, "moss.user.removed.v1", 11, json!({})))
+        .await;
+    eventually(Duration::from_secs(10), "the first removal applies", || {
+        deleted(&system, &users) == 1
+    })
+    .await;
+    let (kept, kept_upn) = &users[1];
+    let removal = event(kept, "moss.user.removed.v1", 11, json!({}));
+    system.post(&removal).await;
+    dead_count_becomes(&system.broker, &system.topology, 1, Duration::from_secs(10)).await;
+
+    let (code, _, stderr) = moss(&system.topology, &["deletes", "reject", "--all"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("pass --yes"), "{stderr}");
+    let (code, stdout, stderr) = moss(&system.topology, &["deletes", "reject", "--all", "--yes"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("rejected 1 held deletes; released the quarantine of 1 users"),
+        "{stdout}"
+    );
+    assert_eq!(dead_count(&system.broker, &system.topology).await, 0);
+    system
+        .post(&event(
+            kept,
+            "moss.user.password_changed.v1",
+            12,
+            json!({"password": {"clear": "Second-Passw0rd!"}}),
+        ))
+        .await;
+    eventually(
+        Duration::from_secs(10),
+        "the user's later event applies",
+        || {
+            system
+                .emulator
+                .password_matches(kept_upn, "Second-Passw0rd!")
+                == Some(true)
+        },
+    )
+    .await;
+    assert_eq!(deleted(&system, &users), 1);
+    assert_eq!(system.worker().counters().quarantined, 0);
+    system.finish().await;
+}

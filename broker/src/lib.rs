@@ -25,7 +25,7 @@ pub use broker::{Broker, DEFAULT_CONNECT_TIMEOUT, QueueDepth};
 pub use consumer::{ConsumeError, Consumer, Delivery, SettleError};
 pub use error::{AmqpError, BrokerError};
 pub use message::{HeaderValue, Headers, OutgoingMessage, Persistence};
-pub use publisher::{DEFAULT_CONFIRM_TIMEOUT, PublishError, Publisher};
+pub use publisher::{DEFAULT_CONFIRM_TIMEOUT, PublishError, Publisher, SentBatch};
 pub use topology::{
     DEFAULT_DELIVERY_LIMIT, DEFAULT_PARTITION_MAX_LENGTH, MAX_PARTITIONS, Topology, TopologyPrefix,
 };

@@ -126,16 +126,29 @@ impl Publisher {
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> Vec<Result<(), PublishError>> {
+        self.send_batch(messages).await.confirmed(self).await
+    }
+
+    /// Puts every message on the wire and returns without waiting for the confirms, so a
+    /// caller can send the next batch while the broker confirms this one (a window of two
+    /// batches instead of stop-and-wait). Messages of later batches follow on the same channel,
+    /// so their order is kept. Wait with [`SentBatch::confirmed`].
+    pub async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> SentBatch {
+        let deadline = Instant::now() + self.confirm_timeout;
         let channel = match self.current_channel().await {
             Ok(channel) => channel,
             Err(error) => {
-                return messages
+                let sent = messages
                     .iter()
                     .map(|_| Err(PublishError::Channel(error.clone())))
                     .collect();
+                return SentBatch {
+                    channel: None,
+                    deadline,
+                    sent,
+                };
             }
         };
-        let deadline = Instant::now() + self.confirm_timeout;
         let mut sent: Vec<Result<PublisherConfirm, PublishError>> =
             Vec::with_capacity(messages.len());
         for message in messages {
@@ -149,25 +162,11 @@ impl Publisher {
             };
             sent.push(outcome);
         }
-        let mut results = Vec::with_capacity(sent.len());
-        let mut timed_out = false;
-        for outcome in sent {
-            let result = match outcome {
-                Err(error) => Err(error),
-                Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
-                    Ok(confirmation) => confirmation_result(confirmation),
-                    Err(_) => {
-                        timed_out = true;
-                        Err(self.timeout_error())
-                    }
-                },
-            };
-            results.push(result);
+        SentBatch {
+            channel: Some(channel),
+            deadline,
+            sent,
         }
-        if timed_out {
-            self.replace_channel(&channel).await;
-        }
-        results
     }
 
     /// Closes the publishing channel. Unconfirmed publishes fail.
@@ -236,6 +235,60 @@ impl Publisher {
         PublishError::TimedOut {
             seconds: self.confirm_timeout.as_secs(),
         }
+    }
+}
+
+/// Messages on the wire whose confirms are still to come; from [`Publisher::send_batch`].
+pub struct SentBatch {
+    channel: Option<lapin::Channel>,
+    deadline: Instant,
+    sent: Vec<Result<PublisherConfirm, PublishError>>,
+}
+
+impl fmt::Debug for SentBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentBatch")
+            .field("messages", &self.sent.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SentBatch {
+    /// How many messages the batch holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.sent.len()
+    }
+
+    /// True for a batch of no messages.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty()
+    }
+
+    /// Waits for every confirm (the publisher's timeout counts from the send). The results
+    /// are in the order the messages were given. `publisher` must be the one that sent them:
+    /// after a timeout it moves to a fresh channel.
+    pub async fn confirmed(self, publisher: &Publisher) -> Vec<Result<(), PublishError>> {
+        let mut results = Vec::with_capacity(self.sent.len());
+        let mut timed_out = false;
+        for outcome in self.sent {
+            let result = match outcome {
+                Err(error) => Err(error),
+                Ok(confirm) => match tokio::time::timeout_at(self.deadline, confirm).await {
+                    Ok(confirmation) => confirmation_result(confirmation),
+                    Err(_) => {
+                        timed_out = true;
+                        Err(publisher.timeout_error())
+                    }
+                },
+            };
+            results.push(result);
+        }
+        if timed_out && let Some(channel) = &self.channel {
+            publisher.replace_channel(channel).await;
+        }
+        results
     }
 }
 

@@ -3,6 +3,9 @@
 //! away the relay reconnects with backoff and the ingest keeps accepting into the outbox, so a
 //! broker outage is a backlog, never a loss.
 //!
+//! Up to two batches are on the wire at once: the next is sent while RabbitMQ confirms the one
+//! before (on one channel, so order holds), which keeps the broker busy between batches.
+//!
 //! Order: entries are read in append order and published in that order on one channel, so a
 //! subject's events reach their partition queue in the order they were accepted. If a publish
 //! fails in the middle of a pipelined batch, later events of the same subject may already be
@@ -14,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use moss_broker::{
-    Broker, Headers, OutgoingMessage, Persistence, PublishError, Publisher, Topology,
+    Broker, Headers, OutgoingMessage, Persistence, PublishError, Publisher, SentBatch, Topology,
 };
-use moss_store::{Outbox, OutboxEntry};
+use moss_store::{Outbox, OutboxEntry, OutboxId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -62,48 +65,80 @@ pub(crate) struct Relay {
     pub(crate) metrics: Arc<ProducerMetrics>,
 }
 
+/// A batch on the wire: the outbox ids it came from, in order, and its pending confirms.
+struct InFlight {
+    ids: Vec<OutboxId>,
+    sent: SentBatch,
+}
+
 impl Relay {
-    /// Runs until `shutdown`; a batch in flight is finished (its confirms awaited) before it returns.
+    /// Runs until `shutdown`; the batches in flight are finished (their confirms awaited) before
+    /// it returns.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
-        let mut link: Option<Link> = None;
         let mut reconnect_delay = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            let Some(current) = link.as_ref() else {
-                match connect(&self.settings).await {
-                    Ok(connected) => {
-                        tracing::info!(backlog = self.outbox.len(), "relay connected to RabbitMQ");
-                        self.set_connected(true);
-                        reconnect_delay = Duration::from_millis(100);
-                        link = Some(connected);
-                    }
-                    Err(error) => {
-                        tracing::warn!(error = %error, retry_in_ms = reconnect_delay.as_millis() as u64, "relay cannot reach RabbitMQ; events wait in the outbox");
-                        self.set_connected(false);
-                        tokio::select! {
-                            () = shutdown.cancelled() => break,
-                            () = tokio::time::sleep(reconnect_delay) => {}
-                        }
-                        reconnect_delay =
-                            (reconnect_delay * 2).min(self.settings.max_reconnect_delay);
-                    }
-                }
-                continue;
-            };
-
-            let entries = match self.read_batch().await {
-                Ok(entries) => entries,
+            let link = match connect(&self.settings).await {
+                Ok(link) => link,
                 Err(error) => {
-                    tracing::error!(error = %error, "relay could not read the outbox");
+                    tracing::warn!(error = %error, retry_in_ms = reconnect_delay.as_millis() as u64, "relay cannot reach RabbitMQ; events wait in the outbox");
+                    self.set_connected(false);
                     tokio::select! {
                         () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = tokio::time::sleep(reconnect_delay) => {}
                     }
+                    reconnect_delay = (reconnect_delay * 2).min(self.settings.max_reconnect_delay);
                     continue;
                 }
             };
+            tracing::info!(backlog = self.outbox.len(), "relay connected to RabbitMQ");
+            self.set_connected(true);
+            reconnect_delay = Duration::from_millis(100);
+            self.pump(&link, &shutdown).await;
+            self.set_connected(false);
+            close(link).await;
+        }
+        self.set_connected(false);
+        tracing::info!(backlog = self.outbox.len(), "relay stopped");
+    }
+
+    /// Moves the outbox to RabbitMQ over one link, with up to two batches on the wire: while
+    /// RabbitMQ confirms one, the next is read and sent (stop-and-wait would idle the broker
+    /// between batches). Returns when the link is lost or on shutdown, with nothing in flight.
+    async fn pump(&self, link: &Link, shutdown: &CancellationToken) {
+        // The last outbox id on the wire: the next read starts after it. Reset to the start after a
+        // failure, so what was not confirmed is sent again, in order.
+        let mut cursor: Option<OutboxId> = None;
+        let mut in_flight: Option<InFlight> = None;
+        let mut retry_delay = Duration::from_millis(100);
+        loop {
+            let entries = if shutdown.is_cancelled() {
+                Vec::new()
+            } else {
+                match self.read_batch(cursor).await {
+                    Ok(entries) => entries,
+                    Err(error) => {
+                        tracing::error!(error = %error, "relay could not read the outbox");
+                        Vec::new()
+                    }
+                }
+            };
             if entries.is_empty() {
+                if let Some(batch) = in_flight.take() {
+                    match self.settle(link, batch).await {
+                        BatchEnd::AllConfirmed => retry_delay = Duration::from_millis(100),
+                        BatchEnd::SomeNotConfirmed => {
+                            cursor = None;
+                            self.pause(shutdown, &mut retry_delay).await;
+                        }
+                        BatchEnd::LinkLost => return,
+                    }
+                    continue;
+                }
+                if shutdown.is_cancelled() {
+                    return;
+                }
                 tokio::select! {
-                    () = shutdown.cancelled() => break,
+                    () = shutdown.cancelled() => {}
                     () = self.wakeup.notified() => {}
                     // The notification is a hint; the outbox is the truth (entries left by an
                     // earlier run of the producer are found this way too).
@@ -112,28 +147,40 @@ impl Relay {
                 continue;
             }
 
-            match self.publish(current, entries).await {
-                BatchEnd::AllConfirmed => {}
+            cursor = entries.last().map(|entry| entry.id);
+            let (ids, messages) = self.messages(entries);
+            let sent = link.publisher.send_batch(messages).await;
+            let Some(previous) = in_flight.replace(InFlight { ids, sent }) else {
+                continue;
+            };
+            match self.settle(link, previous).await {
+                BatchEnd::AllConfirmed => retry_delay = Duration::from_millis(100),
                 BatchEnd::SomeNotConfirmed => {
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(reconnect_delay) => {}
+                    // Let the newer batch settle too, then start again from the outbox's head.
+                    if let Some(newer) = in_flight.take()
+                        && self.settle(link, newer).await == BatchEnd::LinkLost
+                    {
+                        return;
                     }
-                    reconnect_delay = (reconnect_delay * 2).min(self.settings.max_reconnect_delay);
+                    cursor = None;
+                    self.pause(shutdown, &mut retry_delay).await;
                 }
                 BatchEnd::LinkLost => {
-                    self.set_connected(false);
-                    if let Some(lost) = link.take() {
-                        close(lost).await;
+                    if let Some(newer) = in_flight.take() {
+                        let _ = self.settle(link, newer).await;
                     }
+                    return;
                 }
             }
         }
-        self.set_connected(false);
-        if let Some(open) = link.take() {
-            close(open).await;
+    }
+
+    async fn pause(&self, shutdown: &CancellationToken, delay: &mut Duration) {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(*delay) => {}
         }
-        tracing::info!(backlog = self.outbox.len(), "relay stopped");
+        *delay = (*delay * 2).min(self.settings.max_reconnect_delay);
     }
 
     fn set_connected(&self, connected: bool) {
@@ -141,18 +188,22 @@ impl Relay {
         self.metrics.broker_connected.set(i64::from(connected));
     }
 
-    async fn read_batch(&self) -> Result<Vec<OutboxEntry>, moss_store::StoreError> {
+    async fn read_batch(
+        &self,
+        after: Option<OutboxId>,
+    ) -> Result<Vec<OutboxEntry>, moss_store::StoreError> {
         let outbox = self.outbox.clone();
         let limit = self.settings.batch_size;
-        tokio::task::spawn_blocking(move || outbox.pending(None, limit))
+        tokio::task::spawn_blocking(move || outbox.pending(after, limit))
             .await
             .unwrap_or_else(|_| Ok(Vec::new()))
     }
 
-    async fn publish(&self, link: &Link, entries: Vec<OutboxEntry>) -> BatchEnd {
+    /// The messages to publish for `entries`, with the ids they came from. An entry this producer
+    /// cannot read was written by an incompatible version: it is left in place, loudly.
+    fn messages(&self, entries: Vec<OutboxEntry>) -> (Vec<OutboxId>, Vec<OutgoingMessage>) {
         let mut ids = Vec::with_capacity(entries.len());
         let mut messages = Vec::with_capacity(entries.len());
-        let mut unreadable = Vec::new();
         for entry in entries {
             match OutboxRecord::from_bytes(&entry.payload) {
                 Ok(record) => {
@@ -168,20 +219,19 @@ impl Relay {
                     });
                 }
                 Err(error) => {
-                    // Only this producer writes the outbox; an entry it cannot read was written by an
-                    // incompatible version. Keep it out of the way of the rest, loudly.
                     tracing::error!(outbox_id = entry.id.get(), error = %error, "unreadable outbox entry left in place");
-                    unreadable.push(entry.id);
                 }
             }
         }
-        if messages.is_empty() {
-            return BatchEnd::SomeNotConfirmed;
-        }
-        let results = link.publisher.publish_batch(messages).await;
-        let mut confirmed = Vec::with_capacity(ids.len());
+        (ids, messages)
+    }
+
+    /// Waits for a batch's confirms and removes what RabbitMQ confirmed from the outbox.
+    async fn settle(&self, link: &Link, batch: InFlight) -> BatchEnd {
+        let results = batch.sent.confirmed(&link.publisher).await;
+        let mut confirmed = Vec::with_capacity(batch.ids.len());
         let mut end = BatchEnd::AllConfirmed;
-        for (id, result) in ids.into_iter().zip(results) {
+        for (id, result) in batch.ids.into_iter().zip(results) {
             match result {
                 Ok(()) => confirmed.push(id),
                 Err(error) => {
@@ -219,14 +269,7 @@ impl Relay {
                 }
             }
         }
-        self.metrics
-            .outbox_backlog
-            .set(i64::try_from(self.outbox.len()).unwrap_or(i64::MAX));
-        if unreadable.is_empty() {
-            end
-        } else {
-            end.worse(BatchEnd::SomeNotConfirmed)
-        }
+        end
     }
 }
 

@@ -411,3 +411,62 @@ async fn a_rejected_removal_keeps_the_account_and_the_users_later_events_apply_a
     assert_eq!(system.worker().counters().quarantined, 0);
     system.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_the_letter_that_blocks_a_user_releases_its_quarantine() {
+    let system = System::spawn(1).await;
+    let users = add_users(&system, 2).await;
+    system
+        .post(&event(&users[0].0, "moss.user.removed.v1", 11, json!({})))
+        .await;
+    eventually(Duration::from_secs(10), "the first removal applies", || {
+        deleted(&system, &users) == 1
+    })
+    .await;
+    let (kept, kept_upn) = &users[1];
+    system
+        .post(&event(kept, "moss.user.removed.v1", 11, json!({})))
+        .await;
+    system
+        .post(&event(
+            kept,
+            "moss.user.password_changed.v1",
+            12,
+            json!({"password": {"clear": "Second-Passw0rd!"}}),
+        ))
+        .await;
+    dead_count_becomes(&system.broker, &system.topology, 2, Duration::from_secs(10)).await;
+
+    let (code, stdout, stderr) = moss(
+        &system.topology,
+        &["dlq", "purge", "--class", "held", "--yes"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("released the quarantine of 1 subjects"),
+        "{stdout}"
+    );
+    // The waiting letter stays; the user's next event applies.
+    dead_count_becomes(&system.broker, &system.topology, 1, Duration::from_secs(10)).await;
+    system
+        .post(&event(
+            kept,
+            "moss.user.password_changed.v1",
+            13,
+            json!({"password": {"clear": "Third-Passw0rd!"}}),
+        ))
+        .await;
+    eventually(
+        Duration::from_secs(10),
+        "the user's next event applies",
+        || {
+            system
+                .emulator
+                .password_matches(kept_upn, "Third-Passw0rd!")
+                == Some(true)
+        },
+    )
+    .await;
+    assert_eq!(system.worker().counters().quarantined, 1);
+    system.finish().await;
+}

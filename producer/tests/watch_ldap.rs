@@ -344,10 +344,7 @@ async fn directory_changes_reach_the_emulated_tenant_through_the_workers() {
         dir.path().join("watch-ldap"),
         format!("http://{}", producer.ingest_addr()),
     );
-    watch.mapping.disabled = DisabledRule {
-        attribute: "employeeType".to_owned(),
-        value: Some("disabled".to_owned()),
-    };
+    // The default disabling rule: ppolicy's pwdAccountLockedTime, present = locked.
     watch.mapping.online_account = Some(moss_producer::watch::OnlineAccountPolicy {
         domain: moss_schemas::DomainName::parse(&domain).unwrap(),
         usage_location: moss_schemas::UsageLocation::parse("DE").unwrap(),
@@ -375,11 +372,20 @@ async fn directory_changes_reach_the_emulated_tenant_through_the_workers() {
     .await;
 
     slapd.modify(&format!(
-        "dn: {}\nchangetype: modify\nadd: employeeType\nemployeeType: disabled\n\n",
+        "dn: {}\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n\n",
         user_dn("ana")
     ));
     tenant_eventually(&emulator, &upn, "ana blocked from signing in", |user| {
         user["accountEnabled"] == false
+    })
+    .await;
+
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\ndelete: pwdAccountLockedTime\n\n",
+        user_dn("ana")
+    ));
+    tenant_eventually(&emulator, &upn, "ana allowed to sign in again", |user| {
+        user["accountEnabled"] == true
     })
     .await;
 

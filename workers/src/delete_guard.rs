@@ -10,7 +10,7 @@
 //! without an account, an account already gone), so only real deletes count.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use moss_schemas::{Envelope, EventData};
 use moss_store::{DeleteKind, DeleteWindow, MappedKind, MappedState, Mapping, StoreError};
@@ -28,8 +28,9 @@ pub struct DeleteGuardSettings {
     pub deactivations: u32,
     /// The sliding window.
     pub window: Duration,
-    /// Also hold once this percentage of the mapped users (not yet removed) would be passed,
-    /// whichever limit is lower; at least one delete is always allowed.
+    /// Also hold once this percentage of the mapped users (not yet removed, counted at most
+    /// once a minute) would be passed, whichever limit is lower; at least one delete is always
+    /// allowed.
     pub percent_of_mapped: Option<u8>,
 }
 
@@ -80,8 +81,20 @@ pub(crate) struct DeleteGuard {
     window: DeleteWindow,
     mapping: Mapping,
     /// Counting and taking a slot is one step, or two lanes could both take the last slot.
-    taking: Mutex<()>,
+    /// It also guards the cached count of mapped users.
+    taking: Mutex<Option<MappedCount>>,
 }
+
+/// How many users were mapped, and when that was counted: counting reads the whole mapping, too
+/// much to do for each of hundreds of deletes in a row.
+#[derive(Debug, Clone, Copy)]
+struct MappedCount {
+    users: u64,
+    at: Instant,
+}
+
+/// How long a count of the mapped users is used before it is counted again.
+const MAPPED_COUNT_TTL: Duration = Duration::from_secs(60);
 
 impl DeleteGuard {
     pub(crate) fn new(
@@ -93,7 +106,7 @@ impl DeleteGuard {
             settings,
             window,
             mapping,
-            taking: Mutex::new(()),
+            taking: Mutex::new(None),
         }
     }
 
@@ -120,12 +133,12 @@ impl DeleteGuard {
         };
         let window_ms = u64::try_from(self.settings.window.as_millis()).unwrap_or(u64::MAX);
         let since = now_unix_ms.saturating_sub(window_ms);
-        let _taking = self
+        let mut mapped = self
             .taking
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.window.prune(since)?;
-        let limit = self.limit(kind)?;
+        let limit = self.limit(kind, &mut mapped)?;
         let count = self.window.count_since(kind, since)?;
         if approval == Approval::NotApproved && count as u64 >= limit {
             let (noun, code) = match kind {
@@ -156,7 +169,7 @@ impl DeleteGuard {
             .forget(slot.kind, slot.at_unix_ms, &slot.event_id)
     }
 
-    fn limit(&self, kind: DeleteKind) -> Result<u64, StoreError> {
+    fn limit(&self, kind: DeleteKind, cached: &mut Option<MappedCount>) -> Result<u64, StoreError> {
         let absolute = u64::from(match kind {
             DeleteKind::Removal => self.settings.removals,
             DeleteKind::Deactivation => self.settings.deactivations,
@@ -164,14 +177,24 @@ impl DeleteGuard {
         let Some(percent) = self.settings.percent_of_mapped else {
             return Ok(absolute);
         };
-        let mapped = self
-            .mapping
-            .all()?
-            .into_iter()
-            .filter(|(_, record)| {
-                record.kind == MappedKind::User && record.state != MappedState::Removed
-            })
-            .count() as u64;
+        let mapped = match *cached {
+            Some(count) if count.at.elapsed() < MAPPED_COUNT_TTL => count.users,
+            _ => {
+                let users = self
+                    .mapping
+                    .all()?
+                    .into_iter()
+                    .filter(|(_, record)| {
+                        record.kind == MappedKind::User && record.state != MappedState::Removed
+                    })
+                    .count() as u64;
+                *cached = Some(MappedCount {
+                    users,
+                    at: Instant::now(),
+                });
+                users
+            }
+        };
         let share = (mapped * u64::from(percent)).div_ceil(100).max(1);
         Ok(absolute.min(share))
     }

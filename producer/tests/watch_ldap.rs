@@ -371,6 +371,42 @@ async fn directory_changes_reach_the_emulated_tenant_through_the_workers() {
     })
     .await;
 
+    // A distribution group with ana in it.
+    let online_id = emulator.user(&upn).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    slapd.apply(
+        "ldapadd",
+        &format!(
+            "dn: cn=staff,ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: staff\nmember: {}\n",
+            user_dn("ana")
+        ),
+    );
+    let staff_members = || {
+        emulator
+            .state()
+            .groups
+            .into_iter()
+            .find(|group| group["displayName"] == "staff")
+            .map(|group| group["members"].clone())
+    };
+    eventually(
+        "the staff group with ana in it",
+        Duration::from_secs(25),
+        || async { staff_members() == Some(serde_json::json!([online_id])) },
+    )
+    .await;
+    slapd.modify(&format!(
+        "dn: cn=staff,ou=groups,{BASE}\nchangetype: delete\n\n"
+    ));
+    eventually(
+        "the staff group removed",
+        Duration::from_secs(25),
+        || async { staff_members().is_none() },
+    )
+    .await;
+
     slapd.modify(&format!(
         "dn: {}\nchangetype: modify\nadd: pwdAccountLockedTime\npwdAccountLockedTime: 000001010000Z\n\n",
         user_dn("ana")

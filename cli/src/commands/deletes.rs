@@ -1,7 +1,7 @@
 //! `moss deletes`: removals and deactivations the worker's mass-delete guard held (dead letters
 //! of class `held`). `pending` lists them; `approve` replays them, with the events of their users
-//! that waited behind them, marked `moss-delete-approved: true` so that the worker applies them
-//! even over the threshold; `reject` drops them and releases their users' quarantine.
+//! that waited behind them (only the held ones marked `moss-delete-approved: true`, which the
+//! worker applies even over the threshold); `reject` drops them and releases their users' quarantine.
 //!
 //! Like `moss dlq`, it goes through RabbitMQ only (the running worker holds its sled database).
 
@@ -283,6 +283,12 @@ async fn approve(
         for letter in batch {
             let held = &view.held[copies[letter.id.as_str()][0]];
             let delivery = held.delivery();
+            let mut headers = replay_headers(delivery, &held.letter, now);
+            // Only the held deletes are approved: a delete among the events that waited behind
+            // them still meets the threshold.
+            if chosen_ids.contains(letter.id.as_str()) {
+                headers = headers.with_text(moss_workers::DELETE_APPROVED, "true");
+            }
             messages.push(OutgoingMessage {
                 exchange: topology.events_exchange(),
                 routing_key: routing_key(letter, topology)?,
@@ -292,8 +298,7 @@ async fn approve(
                     .content_type
                     .clone()
                     .unwrap_or_else(|| moss_schemas::Envelope::CONTENT_TYPE.to_owned()),
-                headers: replay_headers(delivery, &held.letter, now)
-                    .with_text(moss_workers::DELETE_APPROVED, "true"),
+                headers,
                 persistence: Persistence::Persistent,
             });
         }

@@ -273,6 +273,36 @@ mod tests {
     }
 
     #[test]
+    fn with_the_defaults_600_removals_in_one_window_are_held_at_500() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let guard = guard(&store, DeleteGuardSettings::default());
+        let start = 1_700_000_000_000;
+        let verdicts: Vec<Verdict> = (0..600)
+            .map(|step| {
+                guard
+                    .check(&removal(), Approval::NotApproved, start + step * 1_000)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            verdicts.iter().filter(|verdict| granted(verdict)).count(),
+            500
+        );
+        assert!(verdicts[..500].iter().all(granted));
+        assert!(
+            verdicts[500..]
+                .iter()
+                .all(|verdict| matches!(verdict, Verdict::Held(_)))
+        );
+        assert!(granted(
+            &guard
+                .check(&removal(), Approval::Approved, start + 600_000)
+                .unwrap()
+        ));
+    }
+
+    #[test]
     fn an_approved_removal_applies_over_the_threshold_and_counts() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();

@@ -197,6 +197,28 @@ async fn directory_changes_made_with_ldapmodify_arrive_as_the_right_events() {
         expected(&[("user.reactivated", &ana), ("user.removed", &bob)])
     );
 
+    // A group may name a member before the member exists: it joins when it appears.
+    slapd.apply(
+        "ldapadd",
+        &format!(
+            "dn: cn=late,ou=groups,{BASE}\nobjectClass: groupOfNames\ncn: late\nmember: {}\n",
+            user_dn("erin")
+        ),
+    );
+    let late = slapd.entry_uuid(&format!("cn=late,ou=groups,{BASE}"));
+    let fourth = system.rabbit.receive(1, Duration::from_secs(20)).await;
+    assert_eq!(summary(&fourth), expected(&[("group.added", &late)]));
+    assert_eq!(fourth[0].body["data"]["members"], serde_json::json!([]));
+    slapd.apply("ldapadd", &user_ldif("erin", "Erin", "Walsh", &[]));
+    let erin = slapd.entry_uuid(&user_dn("erin"));
+    let fifth = system.rabbit.receive(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        summary(&fifth),
+        expected(&[("user.added", &erin), ("group.members_changed", &late)])
+    );
+    let joined = of_type(&fifth, "group.members_changed")[0];
+    assert_eq!(joined["data"]["add"], serde_json::json!([erin]));
+
     watcher.stop().await;
     system.finish().await;
 }

@@ -14,13 +14,13 @@ use ldap3::controls::{
     EntryState, RawControl, RefreshMode, SyncInfo, SyncRequest, SyncState, parse_syncinfo,
 };
 use ldap3::{LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry};
-use moss_schemas::{Envelope, Sequence, Source, Subject};
+use moss_schemas::{Envelope, EventData, GroupMembersChanged, Sequence, Source, Subject};
 use moss_store::{Cursor, CursorWrite, Store, StoreError};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use super::csn::{cookie_micros, csn_micros};
-use super::mapping::{Attributes, DirectoryMapping, Seen, map_entry, removal};
+use super::mapping::{Attributes, DirectoryMapping, Seen, map_entry, normalise_dn, removal};
 use super::sink::{Delivered, IngestSink};
 
 /// OID of the Sync State control carried by each entry (RFC 4533 §2.2).
@@ -133,14 +133,6 @@ struct WatchState {
     cookie: Option<Vec<u8>>,
     seen: HashMap<String, Seen>,
     subjects_by_dn: HashMap<String, String>,
-}
-
-fn normalise_dn(dn: &str) -> String {
-    dn.split(',')
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(",")
-        .to_ascii_lowercase()
 }
 
 impl WatchState {
@@ -557,7 +549,60 @@ impl Session<'_> {
         if self.publish(events).await? == Delivered::Interrupted {
             return Ok(Some(SessionEnd::Shutdown));
         }
+        let user_dn = match &seen {
+            Seen::User { dn, .. } => Some(normalise_dn(dn)),
+            Seen::Group { .. } => None,
+        };
         state.remember(&key, Some(seen), cookie).await?;
+        match user_dn {
+            Some(dn) => self.join_waiting_groups(state, &dn, subject).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Adds a user that just appeared to the groups that named it before the watcher knew it.
+    async fn join_waiting_groups(
+        &self,
+        state: &mut WatchState,
+        user_dn: &str,
+        user: Subject,
+    ) -> Result<Option<SessionEnd>, WatchError> {
+        let waiting: Vec<(String, Seen)> = state
+            .seen
+            .iter()
+            .filter(|(_, seen)| matches!(seen, Seen::Group { pending, .. } if pending.contains(user_dn)))
+            .map(|(key, seen)| (key.clone(), seen.clone()))
+            .collect();
+        for (group_key, mut group) in waiting {
+            let Seen::Group {
+                members,
+                pending,
+                sequence,
+                ..
+            } = &mut group
+            else {
+                continue;
+            };
+            let Ok(group_subject) = Subject::parse(&group_key) else {
+                continue;
+            };
+            pending.remove(user_dn);
+            members.insert(user.to_string());
+            *sequence = (*sequence + 1).max(now_micros());
+            let event = Envelope::new(
+                self.source.clone(),
+                group_subject,
+                Sequence(*sequence),
+                EventData::GroupMembersChanged(GroupMembersChanged {
+                    add: vec![user],
+                    remove: Vec::new(),
+                }),
+            );
+            if self.publish(vec![event]).await? == Delivered::Interrupted {
+                return Ok(Some(SessionEnd::Shutdown));
+            }
+            state.remember(&group_key, Some(group), None).await?;
+        }
         Ok(None)
     }
 

@@ -157,8 +157,21 @@ pub(crate) enum Seen {
     Group {
         dn: String,
         members: BTreeSet<String>,
+        /// Member DNs not yet known to the watcher (normalised): when one of them appears, it
+        /// is added to the group then, so the order entries arrive in does not matter.
+        #[serde(default)]
+        pending: BTreeSet<String>,
         sequence: u64,
     },
+}
+
+/// A DN as the watcher compares it: lower case, no spaces after commas.
+pub(crate) fn normalise_dn(dn: &str) -> String {
+    dn.split(',')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(",")
+        .to_ascii_lowercase()
 }
 
 impl Seen {
@@ -361,15 +374,18 @@ fn map_group(
     member_subject: &dyn Fn(&str) -> Option<Subject>,
 ) -> Result<Mapped, MappingError> {
     let mut members = BTreeSet::new();
+    let mut pending = BTreeSet::new();
     for member in attributes.values(&mapping.member_attribute) {
         match member_subject(member) {
             Some(subject) => {
                 members.insert(subject.to_string());
             }
             // groupOfNames needs a member even when empty, so directories list placeholders
-            // (the group's own DN, a dummy); a member moss does not know cannot be named online.
+            // (the group's own DN, a dummy): those never resolve and are never named online.
+            None if normalise_dn(member) == normalise_dn(dn) => {}
             None => {
-                tracing::debug!(group = %dn, member = %member, "group member not known to the watcher; left out")
+                tracing::debug!(group = %dn, member = %member, "group member not known to the watcher yet");
+                pending.insert(normalise_dn(member));
             }
         }
     }
@@ -422,6 +438,7 @@ fn map_group(
         seen: Seen::Group {
             dn: dn.to_owned(),
             members,
+            pending,
             sequence,
         },
         events,
@@ -631,5 +648,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("uid"), "{error}");
+    }
+
+    #[test]
+    fn unknown_members_wait_and_the_group_itself_as_placeholder_is_ignored() {
+        let mapping = DirectoryMapping::default();
+        let group = entry(&[
+            ("objectClass", &["groupOfNames"]),
+            ("cn", &["late"]),
+            ("member", &["cn=late,ou=groups", "uid=Erin, ou=people"]),
+        ]);
+        let mapped = map_entry(&mapping, "cn=late,ou=groups", &group, None, 1, &|_| None).unwrap();
+        let Seen::Group {
+            members, pending, ..
+        } = &mapped.seen
+        else {
+            panic!("not a group")
+        };
+        assert!(members.is_empty());
+        assert_eq!(pending.iter().collect::<Vec<_>>(), ["uid=erin,ou=people"]);
     }
 }

@@ -238,6 +238,12 @@ async fn a_restarted_watcher_resumes_from_its_cookie_without_sending_old_changes
         expected(&[("user.added", &ana), ("user.added", &dave)])
     );
     watcher.stop().await;
+    {
+        let store = moss_store::Store::open(&system.watch_store).unwrap();
+        let cookie = store.cursor("ldap").unwrap().get("cookie").unwrap();
+        let cookie = String::from_utf8(cookie.expect("the cookie is kept")).unwrap();
+        assert!(cookie.contains("csn="), "a syncprov cookie: {cookie}");
+    }
 
     // Changes while the watcher is away.
     slapd.apply("ldapadd", &user_ldif("carol", "Carol", "Reyes", &[]));

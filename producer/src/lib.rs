@@ -73,7 +73,7 @@ impl ProducerSettings {
             relay: RelaySettings {
                 amqp_url,
                 topology,
-                batch_size: 500,
+                batch_size: 1000,
                 max_reconnect_delay: Duration::from_secs(5),
             },
         }

@@ -1,5 +1,6 @@
 //! `moss up`: everything on one machine in one command: the topology, the producer's ingest, a
-//! worker, and — unless a tenant is configured — the built-in emulator standing in for Microsoft,
+//! worker, the directory watcher when `MOSS_LDAP_URL` is set, and — unless a tenant is
+//! configured — the built-in emulator standing in for Microsoft,
 //! with a development key pair for sealing passwords in the data dir. Ctrl-C stops it cleanly:
 //! the ingest stops taking requests, in-flight events finish, the outboxes flush.
 
@@ -108,6 +109,9 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
         online
     };
 
+    // The directory watcher, when MOSS_LDAP_URL is set; checked before anything starts.
+    let watch_settings = crate::commands::watch::settings_from_environment(file)?;
+
     let mut producer_settings = args.ingest.settings(&common, file, Some(sealing_key))?;
     if producer_settings.metrics_addr.is_none() {
         producer_settings.metrics_addr =
@@ -137,6 +141,19 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
         }
     };
 
+    let watcher = watch_settings.map(|mut settings| {
+        // Whatever MOSS_INGEST_ADDR said, the watcher posts to the ingest this process serves.
+        settings.ingest_url = format!("http://{}", producer.ingest_addr());
+        let described = format!("{} under {}", settings.url, settings.base);
+        let watch_shutdown = shutdown.clone();
+        let task = tokio::spawn(async move {
+            if let Err(error) = moss_producer::watch::run_ldap(settings, watch_shutdown).await {
+                tracing::error!(error = %error, "the directory watcher stopped");
+            }
+        });
+        (described, task)
+    });
+
     println!("moss is up (Ctrl-C stops it)");
     println!("  ingest    http://{}/v1/events", producer.ingest_addr());
     if let Some(addr) = producer.metrics_addr() {
@@ -150,6 +167,9 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
         common.topology.prefix().as_str()
     );
     println!("  data      {}", common.data_dir.display());
+    if let Some((described, _)) = &watcher {
+        println!("  watching  {described}");
+    }
     if let Some(emulator) = &emulator {
         let tenant = emulator.tenant();
         println!(
@@ -176,6 +196,9 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
     )
     .await;
     shutdown.cancel();
+    if let Some((_, task)) = watcher {
+        let _ = task.await;
+    }
     producer.wait().await;
     if let Some(emulator) = emulator {
         emulator.shutdown().await;

@@ -181,6 +181,40 @@ fn read_password(path: &std::path::Path) -> Result<secrecy::SecretString> {
     Ok(secrecy::SecretString::from(line.to_owned()))
 }
 
+/// `moss up`'s way to the watcher: [`LdapArgs`] read from the environment alone.
+#[derive(Debug, clap::Parser)]
+struct LdapFromEnvironment {
+    #[command(flatten)]
+    args: LdapArgs,
+}
+
+/// The watcher's settings when `MOSS_LDAP_URL` is set (then every other required `MOSS_LDAP_*`
+/// must be too), or `None` when no directory is configured.
+pub(crate) fn settings_from_environment(file: &FileConfig) -> Result<Option<LdapWatchSettings>> {
+    if std::env::var_os("MOSS_LDAP_URL").is_none() {
+        return Ok(None);
+    }
+    let parsed = <LdapFromEnvironment as clap::Parser>::try_parse_from(["moss up"]).map_err(|error| {
+        // clap names the missing flags one per line ("  --base <DN>"); each is a MOSS_LDAP_* variable here.
+        let text = error.to_string();
+        let missing: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.starts_with("--"))
+            .map(|line| line.split_whitespace().next().unwrap_or(line))
+            .collect();
+        let missing = if missing.is_empty() {
+            text.lines().next().unwrap_or_default().to_owned()
+        } else {
+            format!("missing {}", missing.join(", "))
+        };
+        anyhow::anyhow!(
+            "MOSS_LDAP_URL is set, so moss up watches the directory, but its settings are incomplete ({missing}); set MOSS_LDAP_BASE, MOSS_LDAP_BIND_DN and MOSS_LDAP_PASSWORD_FILE too"
+        )
+    })?;
+    parsed.args.settings(file).map(Some)
+}
+
 pub(crate) async fn run(command: WatchCommand, file: &FileConfig) -> Result<()> {
     match command {
         WatchCommand::Ldap(args) => {

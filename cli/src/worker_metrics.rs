@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use moss_workers::{CircuitState, CounterSnapshot, RunningWorker};
+use moss_workers::{CircuitState, CounterSnapshot, OutcomeKind, RunningWorker, SETTLE_BUCKETS};
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -170,6 +170,37 @@ fn render(view: &View) -> String {
         counters.outcomes_published,
     );
 
+    counter(
+        "throttled_total",
+        "Replies of the tenant that throttled (429, or 503 with Retry-After)",
+        counters.throttled,
+    );
+    text.push_str("# HELP moss_worker_events_total Settled events by event type and outcome\n");
+    text.push_str("# TYPE moss_worker_events_total counter\n");
+    for (event_type, outcome, count) in counters.events_by_type() {
+        let outcome = outcome_label(outcome);
+        text.push_str(&format!(
+            "moss_worker_events_total{{type=\"{event_type}\",outcome=\"{outcome}\"}} {count}\n"
+        ));
+    }
+    text.push_str("# HELP moss_worker_settle_duration_seconds Time from a delivery's arrival to its settlement (ack or dead letter)\n");
+    text.push_str("# TYPE moss_worker_settle_duration_seconds histogram\n");
+    for (bound, below) in SETTLE_BUCKETS.iter().zip(counters.settle_buckets) {
+        text.push_str(&format!(
+            "moss_worker_settle_duration_seconds_bucket{{le=\"{bound}\"}} {below}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "moss_worker_settle_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nmoss_worker_settle_duration_seconds_sum {sum}\nmoss_worker_settle_duration_seconds_count {count}\n",
+        count = counters.settle_count,
+        sum = counters.settle_sum_micros as f64 / 1e6,
+    ));
+    text.push_str("# HELP moss_worker_outcome_backlog Outcome events waiting in the worker's outbox at the relay's last read (at most one batch, 256)\n");
+    text.push_str(&format!(
+        "# TYPE moss_worker_outcome_backlog gauge\nmoss_worker_outcome_backlog {}\n",
+        counters.outcome_backlog
+    ));
+
     text.push_str("# HELP moss_worker_circuit_state 1 on the current state; cause is the failure class that opened it\n");
     text.push_str("# TYPE moss_worker_circuit_state gauge\n");
     let (current, cause) = match view.circuit {
@@ -199,15 +230,37 @@ fn render(view: &View) -> String {
     text
 }
 
+fn outcome_label(kind: OutcomeKind) -> &'static str {
+    match kind {
+        OutcomeKind::Applied => "applied",
+        OutcomeKind::AlreadyApplied => "already_applied",
+        OutcomeKind::Stale => "stale",
+        OutcomeKind::DeadLettered => "dead_lettered",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_exposition_names_the_current_circuit_state_and_each_sku() {
+        let mut events = CounterSnapshot::default().events;
+        events[0][0] = 7;
+        let mut settle_buckets = [0; SETTLE_BUCKETS.len()];
+        for (below, bound) in settle_buckets.iter_mut().zip(SETTLE_BUCKETS) {
+            *below = if bound < 0.5 { 1 } else { 3 };
+        }
+        let first_type = moss_schemas::EventType::ALL[0];
         let view = View {
             counters: CounterSnapshot {
                 applied: 7,
+                throttled: 4,
+                outcome_backlog: 2,
+                events,
+                settle_buckets,
+                settle_sum_micros: 1_500_000,
+                settle_count: 3,
                 ..CounterSnapshot::default()
             },
             circuit: Some(CircuitState::Closed),
@@ -220,5 +273,18 @@ mod tests {
         assert!(text.contains("moss_worker_circuit_state{state=\"open\",cause=\"\"} 0\n"));
         assert!(text.contains("moss_worker_free_seats{sku=\"ENTERPRISEPACK\"} 3\n"));
         assert!(text.contains("moss_worker_write_rate 12.5\n"));
+        assert!(text.contains("moss_worker_throttled_total 4\n"));
+        assert!(text.contains("moss_worker_outcome_backlog 2\n"));
+        assert!(text.contains(&format!(
+            "moss_worker_events_total{{type=\"{first_type}\",outcome=\"applied\"}} 7\n"
+        )));
+        assert!(text.contains(&format!(
+            "moss_worker_events_total{{type=\"{first_type}\",outcome=\"dead_lettered\"}} 0\n"
+        )));
+        assert!(text.contains("moss_worker_settle_duration_seconds_bucket{le=\"0.25\"} 1\n"));
+        assert!(text.contains("moss_worker_settle_duration_seconds_bucket{le=\"1\"} 3\n"));
+        assert!(text.contains("moss_worker_settle_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("moss_worker_settle_duration_seconds_sum 1.5\n"));
+        assert!(text.contains("moss_worker_settle_duration_seconds_count 3\n"));
     }
 }

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use circuit::{Circuit, CircuitSettings, CircuitState};
 pub use control::{CONTROL, CONTROL_CONTENT_TYPE, RELEASE_QUARANTINE, ReleaseQuarantine};
-pub use counters::{CounterSnapshot, Counters};
+pub use counters::{CounterSnapshot, Counters, OUTCOME_KINDS, SETTLE_BUCKETS};
 pub use dead_letter::{
     ATTEMPT, ATTEMPTS, CLIENT_REQUEST_ID, DEAD_AT, DEAD_BY, DELETE_APPROVED, ERROR_CLASS,
     ERROR_CODE, ERROR_MESSAGE, ERROR_STATUS, EVENT_TYPE, ORIGINAL_ROUTING_KEY, REPLAY_OF,
@@ -68,9 +68,12 @@ pub struct RunningWorker {
 }
 
 impl RunningWorker {
-    /// What the worker has done so far.
+    /// What the worker has done so far, throttled replies (counted by its pacer) included.
     pub fn counters(&self) -> CounterSnapshot {
-        self.counters.snapshot()
+        CounterSnapshot {
+            throttled: self.pacer.throttled_replies(),
+            ..self.counters.snapshot()
+        }
     }
 
     /// The circuit's state now.

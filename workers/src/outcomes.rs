@@ -144,6 +144,9 @@ async fn publish_pending(
             return Err(());
         }
     };
+    counters
+        .outcome_backlog
+        .store(entries.len() as u64, std::sync::atomic::Ordering::Relaxed);
     if entries.is_empty() {
         return Ok(0);
     }
@@ -180,6 +183,10 @@ async fn publish_pending(
     counters
         .outcomes_published
         .fetch_add(done.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    counters.outcome_backlog.store(
+        (entries.len() - done.len()) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     if failed { Err(()) } else { Ok(done.len()) }
 }
 

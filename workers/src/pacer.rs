@@ -3,6 +3,7 @@
 //! [`Pacer`], so every attempt of every lane goes through one limiter per worker.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use moss_online::{PaceFuture, Pacer, RequestKind, Service, ThrottleSignal};
@@ -52,6 +53,7 @@ struct PaceState {
 pub struct AdaptivePacer {
     settings: PacingSettings,
     state: Mutex<PaceState>,
+    throttled: AtomicU64,
 }
 
 impl AdaptivePacer {
@@ -65,7 +67,13 @@ impl AdaptivePacer {
                 last_decrease: None,
             }),
             settings,
+            throttled: AtomicU64::new(0),
         }
+    }
+
+    /// How many replies throttled so far (429, or 503 with `Retry-After`), reads included.
+    pub fn throttled_replies(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
     }
 
     /// The current rate in writes per second.
@@ -105,6 +113,7 @@ impl AdaptivePacer {
         let now = Instant::now();
         let throttled = status == 429 || (status == 503 && signal.retry_after.is_some());
         if throttled {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
             if let Some(wait) = signal.retry_after {
                 let until = now + wait.min(Duration::from_secs(300));
                 state.hold_until = Some(state.hold_until.map_or(until, |held| held.max(until)));
@@ -190,6 +199,7 @@ mod tests {
             pacer.observe(Service::Graph, RequestKind::Write, 429, &throttled);
         }
         assert!((pacer.rate() - 5.0).abs() < 1e-9);
+        assert_eq!(pacer.throttled_replies(), 5, "each 429 is counted");
         for _ in 0..10 {
             pacer.observe(
                 Service::Graph,

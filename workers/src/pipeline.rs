@@ -15,6 +15,7 @@ use moss_store::{
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::circuit::{Admission, Circuit, Signal};
 use crate::control::{self, Control, ReleaseQuarantine};
@@ -55,6 +56,8 @@ pub(crate) struct WorkerContext {
 pub(crate) struct Job {
     pub(crate) delivery: Delivery,
     pub(crate) work: Work,
+    /// When the delivery arrived, for the settle-duration histogram.
+    pub(crate) received: Instant,
 }
 
 /// What a delivery asks for.
@@ -74,7 +77,11 @@ impl Job {
         } else {
             Work::Event(Envelope::from_json_slice(&delivery.body))
         };
-        Job { delivery, work }
+        Job {
+            delivery,
+            work,
+            received: Instant::now(),
+        }
     }
 
     /// The subject whose lane it runs in, when it names one.
@@ -161,9 +168,30 @@ pub(crate) fn admit(
     Ok(Admit::Proceed)
 }
 
-/// Runs one job to its settlement.
+/// Runs one job to its settlement, inside a span naming its event so that every line logged
+/// meanwhile (the online client's per-attempt lines with the Graph request-id among them)
+/// carries the event id, subject and type.
 pub(crate) async fn run_job(ctx: Arc<WorkerContext>, job: Job) -> JobEnd {
-    let Job { delivery, work } = job;
+    let received = job.received;
+    let span = match &job.work {
+        Work::Event(Ok(event)) => tracing::info_span!(
+            "event",
+            event_id = %event.id,
+            subject = %event.subject,
+            r#type = %event.event_type()
+        ),
+        Work::Event(Err(_)) | Work::Control(_) => tracing::info_span!("delivery"),
+    };
+    let counters = Arc::clone(&ctx.counters);
+    let end = run_job_in_span(ctx, job).instrument(span).await;
+    if end == JobEnd::Settled {
+        counters.observe_settle(received.elapsed());
+    }
+    end
+}
+
+async fn run_job_in_span(ctx: Arc<WorkerContext>, job: Job) -> JobEnd {
+    let Job { delivery, work, .. } = job;
     let event = match work {
         Work::Event(event) => event,
         Work::Control(Ok(Control::Release(release))) => {
@@ -505,6 +533,7 @@ pub(crate) async fn settle(
             match record(ctx, event, result, payload.to_json()).await {
                 Ok(_) => {
                     Counters::bump(counter);
+                    ctx.counters.settled(event.event_type(), kind);
                     tracing::info!(event_id = %event.id, subject = %event.subject, r#type = %event.event_type(), outcome = ?kind, attempts, "event settled");
                     ack(delivery).await
                 }
@@ -521,6 +550,7 @@ pub(crate) async fn settle(
                 tracing::warn!(error = %error, "cannot queue a stale outcome event");
             }
             Counters::bump(&ctx.counters.stale);
+            ctx.counters.settled(event.event_type(), OutcomeKind::Stale);
             tracing::info!(event_id = %event.id, subject = %event.subject, sequence = event.sequence.value(), current, "stale event acknowledged");
             ack(delivery).await
         }
@@ -598,6 +628,10 @@ async fn dead_letter(
     Counters::bump(&ctx.counters.dead_lettered);
     if reason.class == FailureClass::Quarantined {
         Counters::bump(&ctx.counters.quarantined);
+    }
+    if let Some(event) = event {
+        ctx.counters
+            .settled(event.event_type(), OutcomeKind::DeadLettered);
     }
     tracing::warn!(
         message_id = ?delivery.message_id,

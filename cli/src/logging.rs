@@ -16,8 +16,11 @@ pub(crate) fn init(format: LogFormat) {
     // lapin logs every returned message at WARN with its whole body. moss handles returns itself
     // (an unroutable event is a publish error and stays in the outbox; an outcome nobody listens
     // to is fine), so those lines are noise, and a body has no place in a log.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,lapin::returned_messages=error"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Kept even under RUST_LOG: a returned message's body has no place in a log.
+    if let Ok(directive) = "lapin::returned_messages=error".parse() {
+        filter = filter.add_directive(directive);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -163,24 +163,25 @@ pub(crate) async fn run(args: WorkerArgs, file: &FileConfig) -> Result<()> {
     let opening_key = args.tenant.opening_key(file)?.context(
         "no private key is set; set MOSS_SEAL_PRIVATE_KEY_FILE to the moss-seal.key written by `moss keys generate`",
     )?;
+    let metrics_addr = layered(args.metrics_addr, file.metrics_addr.clone(), || {
+        DEFAULT_WORKER_METRICS_ADDR.to_owned()
+    });
+    let metrics_addr = config::socket_addr(&metrics_addr, "MOSS_METRICS_ADDR")?;
     config::private_dir(&common.data_dir)?;
     let mut settings = moss_workers::WorkerSettings::new(
         common.amqp_url,
         common.topology,
         common.data_dir.join("worker"),
-        online,
+        online.clone(),
         opening_key,
     );
     settings.worker_name = args.worker_name;
     settings.delete_guard = args.delete_guard.settings();
     let shutdown = crate::shutdown::on_signal();
-    let running = moss_workers::start(settings, shutdown)
+    let running = moss_workers::start(settings, shutdown.clone())
         .await
         .context("the worker could not start")?;
     println!("worker consuming every partition (standby where another worker is active)");
-    running
-        .wait()
-        .await
-        .context("the worker stopped with an error")?;
-    Ok(())
+    println!("metrics  http://{metrics_addr}/metrics");
+    crate::worker_metrics::serve_while_running(running, metrics_addr, online, shutdown).await
 }

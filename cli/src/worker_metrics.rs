@@ -57,6 +57,11 @@ pub(crate) async fn serve_while_running(
             current.circuit = Some(worker.circuit_state());
             current.write_rate = worker.write_rate();
         }
+        if worker.is_finished() {
+            // It stopped on its own (a failure): stop serving and report it.
+            shutdown.cancel();
+            break;
+        }
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -86,6 +86,12 @@ impl RunningWorker {
         self.pacer.rate()
     }
 
+    /// True once the worker has stopped, by shutdown or because it failed ([`RunningWorker::wait`]
+    /// then says which).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Stops taking deliveries, finishes or hands back what is in flight, flushes the outcome
     /// outbox, closes the channels and then the connection.
     pub async fn shutdown(self) -> Result<(), WorkerError> {

@@ -225,6 +225,29 @@ impl HeldLetter {
     }
 }
 
+/// The dead queue's depth once it stops moving. Letters that the previous operator command held
+/// and handed back by closing its channel return to the quorum queue asynchronously, so a count
+/// read at once can be short (even zero) for a moment: read until two readings 200 ms apart agree
+/// (at most about 2 s).
+async fn settled_depth(broker: &Broker, queue: &str) -> Result<moss_broker::QueueDepth> {
+    let read = || async {
+        broker
+            .queue_depth(queue)
+            .await
+            .with_context(|| format!("could not inspect the dead queue {queue}"))
+    };
+    let mut depth = read().await?;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let again = read().await?;
+        if again.ready == depth.ready {
+            return Ok(again);
+        }
+        depth = again;
+    }
+    Ok(depth)
+}
+
 /// Letters taken from the dead queue and held unacknowledged until [`DeadQueueView::close`].
 #[derive(Debug)]
 pub(crate) struct DeadQueueView {
@@ -243,10 +266,7 @@ impl DeadQueueView {
         limit: usize,
     ) -> Result<DeadQueueView> {
         let queue = topology.dead_queue();
-        let depth = broker
-            .queue_depth(&queue)
-            .await
-            .with_context(|| format!("could not inspect the dead queue {queue}"))?;
+        let depth = settled_depth(broker, &queue).await?;
         let expected = usize::try_from(depth.ready)
             .unwrap_or(usize::MAX)
             .min(limit);

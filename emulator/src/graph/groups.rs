@@ -76,6 +76,21 @@ fn group_id(world: &World, key: &str) -> Result<Uuid, GraphError> {
         .ok_or_else(|| GraphError::not_found(key))
 }
 
+/// A group Graph may write: distribution lists belong to Exchange, and Graph refuses every
+/// write to them with the real error.
+fn writable_group_id(world: &World, key: &str) -> Result<Uuid, GraphError> {
+    let id = group_id(world, key)?;
+    if world
+        .directory
+        .groups
+        .get(&id)
+        .is_some_and(Group::is_exchange_managed)
+    {
+        return Err(cannot_update());
+    }
+    Ok(id)
+}
+
 /// The object id at the end of an `@odata.id` / `@odata.bind` URL.
 fn referenced_id(reference: &str) -> Result<Uuid, GraphError> {
     let last = reference
@@ -311,15 +326,7 @@ pub(super) fn update(
             .as_slice(),
     )?;
     let body = call.json_body()?;
-    let id = group_id(world, key)?;
-    if world
-        .directory
-        .groups
-        .get(&id)
-        .is_some_and(Group::is_exchange_managed)
-    {
-        return Err(cannot_update());
-    }
+    let id = writable_group_id(world, key)?;
     let new_members = bound_members(world, &body)?;
     let group = world
         .directory
@@ -350,15 +357,7 @@ pub(super) fn delete(
     key: &str,
 ) -> Result<Reply, GraphError> {
     require(world, caller, WRITE)?;
-    let id = group_id(world, key)?;
-    if world
-        .directory
-        .groups
-        .get(&id)
-        .is_some_and(Group::is_exchange_managed)
-    {
-        return Err(cannot_update());
-    }
+    let id = writable_group_id(world, key)?;
     world.directory.remove_group(id);
     Ok(Reply::empty(StatusCode::NO_CONTENT))
 }
@@ -396,15 +395,7 @@ pub(super) fn add_member(
 ) -> Result<Reply, GraphError> {
     require(world, caller, MEMBERS)?;
     let body = call.json_body()?;
-    let id = group_id(world, key)?;
-    if world
-        .directory
-        .groups
-        .get(&id)
-        .is_some_and(Group::is_exchange_managed)
-    {
-        return Err(cannot_update());
-    }
+    let id = writable_group_id(world, key)?;
     let reference = body
         .get("@odata.id")
         .and_then(Value::as_str)
@@ -435,15 +426,7 @@ pub(super) fn remove_member(
     member: &str,
 ) -> Result<Reply, GraphError> {
     require(world, caller, MEMBERS)?;
-    let id = group_id(world, key)?;
-    if world
-        .directory
-        .groups
-        .get(&id)
-        .is_some_and(Group::is_exchange_managed)
-    {
-        return Err(cannot_update());
-    }
+    let id = writable_group_id(world, key)?;
     let member_id = member
         .parse::<Uuid>()
         .map_err(|_| GraphError::not_found(member))?;

@@ -163,3 +163,33 @@ pub(crate) fn sealing_key(
         .map(Some)
         .context("MOSS_SEAL_PUBLIC_KEY is not an age X25519 public key (age1…); make a pair with `moss keys generate`")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configuration_file_is_read_and_an_unknown_key_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("moss.toml");
+        std::fs::write(
+            &good,
+            "amqp_url = \"amqp://rabbit:5672/%2f\"\npartitions = 16\n",
+        )
+        .unwrap();
+        let file = FileConfig::load(Some(&good)).unwrap();
+        assert_eq!(file.partitions, Some(16));
+
+        let typo = dir.path().join("typo.toml");
+        std::fs::write(&typo, "amqp_ulr = \"amqp://rabbit\"\n").unwrap();
+        let error = format!("{:#}", FileConfig::load(Some(&typo)).unwrap_err());
+        assert!(error.contains("amqp_ulr"), "{error}");
+    }
+
+    #[test]
+    fn a_flag_or_variable_wins_over_the_file_which_wins_over_the_default() {
+        assert_eq!(layered(Some(1), Some(2), || 3), 1);
+        assert_eq!(layered(None, Some(2), || 3), 2);
+        assert_eq!(layered(None, None, || 3), 3);
+    }
+}

@@ -176,6 +176,12 @@ impl Parameters<'_> {
         })
     }
 
+    /// `Description`: a multi-valued string property, sent as a string or an array of them.
+    fn description(&self) -> Option<String> {
+        let lines = self.list("Description");
+        (!lines.is_empty()).then(|| lines.join("\n"))
+    }
+
     fn flag(&self, name: &str) -> Option<bool> {
         self.get(name).and_then(|v| match v {
             Value::Bool(b) => Some(*b),
@@ -727,6 +733,7 @@ fn new_distribution_group(
             "MemberJoinRestriction",
             "MemberDepartRestriction",
             "CopyOwnerToMember",
+            "Description",
             "Notes",
             "OrganizationalUnit",
             "IgnoreNamingPolicy",
@@ -795,7 +802,11 @@ fn new_distribution_group(
         display_name: parameters
             .text("DisplayName")
             .unwrap_or_else(|| name.clone()),
-        description: parameters.text("Notes"),
+        // `Description` (multi-valued, Exchange Online only) is what Graph shows as the
+        // group's description; `Notes` is kept for callers that used it before.
+        description: parameters
+            .description()
+            .or_else(|| parameters.text("Notes")),
         mail_nickname: alias,
         mail_enabled: true,
         security_enabled: security,

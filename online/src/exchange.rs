@@ -119,6 +119,9 @@ pub struct NewDistributionGroup {
     pub members: Vec<RecipientId>,
     /// `RequireSenderAuthenticationEnabled`, always sent.
     pub sender_authentication: SenderAuthentication,
+    /// `Description` (Exchange Online only): what the group is for, shown in the address book
+    /// and as the group's Graph `description`.
+    pub description: Option<String>,
 }
 
 /// Changes to a distribution group; `None`/empty leaves a setting as it is.
@@ -178,6 +181,10 @@ fn new_group_parameters(group: &NewDistributionGroup) -> Map<String, Value> {
     }
     if let Some(address) = &group.primary_smtp_address {
         parameters.insert("PrimarySmtpAddress".into(), json!(address.as_str()));
+    }
+    if let Some(description) = group.description.as_deref().filter(|text| !text.is_empty()) {
+        // A multi-valued property in Exchange: sent as a one-element array.
+        parameters.insert("Description".into(), json!([description]));
     }
     if !group.members.is_empty() {
         parameters.insert(
@@ -394,6 +401,21 @@ impl OnlineClient {
         }
     }
 
+    /// Every distribution group of the tenant (`Get-DistributionGroup -ResultSize Unlimited`).
+    pub async fn list_distribution_groups(&self) -> Result<Vec<DistributionGroup>, OnlineError> {
+        let mut op = self.operation("list distribution groups");
+        let parameters = Map::from_iter([("ResultSize".to_owned(), json!("Unlimited"))]);
+        let values = self
+            .invoke(
+                &mut op,
+                "Get-DistributionGroup",
+                parameters,
+                Idempotency::Idempotent,
+            )
+            .await?;
+        rows(&op, values)
+    }
+
     /// `Set-DistributionGroup` with `BypassSecurityGroupManagerCheck` (moss is never in
     /// `ManagedBy`). An empty update sends nothing.
     pub async fn set_distribution_group(
@@ -568,11 +590,13 @@ mod tests {
             primary_smtp_address: None,
             members: vec![RecipientId::parse("adele@contoso.example").unwrap()],
             sender_authentication: SenderAuthentication::AcceptExternal,
+            description: Some("Everyone who sells".into()),
         };
         let parameters = Value::Object(new_group_parameters(&group));
         assert_eq!(parameters["RequireSenderAuthenticationEnabled"], false);
         assert_eq!(parameters["Members"], json!(["adele@contoso.example"]));
         assert_eq!(parameters["Type"], "Distribution");
+        assert_eq!(parameters["Description"], json!(["Everyone who sells"]));
         assert!(parameters.get("DisplayName").is_none());
     }
 

@@ -16,6 +16,7 @@ fn group(name: &str, sender_authentication: SenderAuthentication) -> NewDistribu
         primary_smtp_address: None,
         members: Vec::new(),
         sender_authentication,
+        description: None,
     }
 }
 

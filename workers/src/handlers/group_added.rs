@@ -24,11 +24,10 @@ pub(crate) async fn apply(subject: &Subject, data: &GroupAdded, tenant: &Tenant)
         .map(|address| SmtpAddress::parse(address.as_str()))
         .transpose()
         .map_err(invalid)?;
-    let members = data
-        .members
-        .iter()
-        .map(|member| recipient_of(member, tenant))
-        .collect::<Step<Vec<RecipientId>>>()?;
+    let mut members = Vec::with_capacity(data.members.len());
+    for member in &data.members {
+        members.push(recipient_of(member, tenant).await?);
+    }
     let sender_authentication = if data.allow_external_senders {
         SenderAuthentication::AcceptExternal
     } else {
@@ -59,6 +58,10 @@ pub(crate) async fn apply(subject: &Subject, data: &GroupAdded, tenant: &Tenant)
                 primary_smtp_address: primary,
                 members,
                 sender_authentication,
+                description: data
+                    .description
+                    .as_ref()
+                    .map(|description| description.as_str().to_owned()),
             };
             match tenant.online.new_distribution_group(&new).await {
                 Ok(_) => true,
@@ -118,12 +121,11 @@ pub(crate) async fn apply(subject: &Subject, data: &GroupAdded, tenant: &Tenant)
 }
 
 /// The Exchange identity of a member subject (a user's UPN, a group's name). A member moss
-/// has not synchronised yet is retried: its own event may still be on the way.
-pub(crate) fn recipient_of(member: &Subject, tenant: &Tenant) -> Step<RecipientId> {
-    match tenant.mapping.get(&member.to_string())? {
-        Some(record) if record.state != MappedState::Removed => RecipientId::parse(&record.name)
-            .map_err(|error| Outcome::refuse("InvalidField", error.to_string())),
-        _ => Err(Outcome::Retry {
+/// cannot find is retried: its own event may still be on the way.
+pub(crate) async fn recipient_of(member: &Subject, tenant: &Tenant) -> Step<RecipientId> {
+    match known_recipient(member, tenant).await? {
+        Some(recipient) => Ok(recipient),
+        None => Err(Outcome::Retry {
             after: Some(std::time::Duration::from_secs(2)),
             failure: Failure::local(
                 FailureClass::Permanent,
@@ -131,5 +133,26 @@ pub(crate) fn recipient_of(member: &Subject, tenant: &Tenant) -> Step<RecipientI
                 format!("member {member} has no online recipient moss knows of"),
             ),
         }),
+    }
+}
+
+/// The Exchange identity of a member subject, `None` when moss knows of none. A user this
+/// worker's mapping does not hold is looked up by moss's anchor in the tenant (a user created
+/// by another worker, or before this data folder existed).
+pub(crate) async fn known_recipient(
+    member: &Subject,
+    tenant: &Tenant,
+) -> Step<Option<RecipientId>> {
+    let invalid =
+        |error: moss_online::FieldError| Outcome::refuse("InvalidField", error.to_string());
+    match tenant.mapping.get(&member.to_string())? {
+        Some(record) if record.state != MappedState::Removed => {
+            RecipientId::parse(&record.name).map(Some).map_err(invalid)
+        }
+        Some(_) => Ok(None),
+        None => match tenant.locate_user(member).await? {
+            Some(user) => RecipientId::parse(&user.upn).map(Some).map_err(invalid),
+            None => Ok(None),
+        },
     }
 }

@@ -6,7 +6,7 @@ use moss_schemas::{GroupMembersChanged, Subject};
 use moss_store::{MappedKind, MappedState};
 
 use crate::handlers::changed;
-use crate::handlers::group_added::recipient_of;
+use crate::handlers::group_added::{known_recipient, recipient_of};
 use crate::outcome::Outcome;
 use crate::tenant::{Step, Tenant};
 
@@ -31,7 +31,7 @@ pub(crate) async fn apply(
     };
     let mut changed_anything = false;
     for member in &data.add {
-        let recipient = recipient_of(member, tenant)?;
+        let recipient = recipient_of(member, tenant).await?;
         changed_anything |= tenant
             .online
             .add_distribution_group_member(&group, &recipient)
@@ -40,7 +40,7 @@ pub(crate) async fn apply(
     }
     for member in &data.remove {
         // A member moss never synchronised cannot be in the group.
-        let Ok(recipient) = recipient_of(member, tenant) else {
+        let Some(recipient) = known_recipient(member, tenant).await? else {
             continue;
         };
         changed_anything |= tenant

@@ -2,7 +2,7 @@
 
 use moss_schemas::{Subject, UserAliasRemoved};
 
-use crate::handlers::user_alias_added::mailbox_of;
+use crate::handlers::user_alias_added::recipient_of;
 use crate::outcome::Outcome;
 use crate::tenant::{Step, Tenant};
 
@@ -11,7 +11,11 @@ pub(crate) async fn apply(
     data: &UserAliasRemoved,
     tenant: &Tenant,
 ) -> Step<Outcome> {
-    let (recipient, mailbox, address) = mailbox_of(subject, data.address.as_str(), tenant).await?;
+    let (_, recipient, address) = recipient_of(subject, data.address.as_str(), tenant).await?;
+    // Without a mailbox the address is nobody's: nothing to remove, nothing to wait for.
+    let Some(mailbox) = tenant.online.get_mailbox(&recipient).await? else {
+        return Ok(Outcome::AlreadyApplied);
+    };
     if !mailbox.has_address(&address) {
         return Ok(Outcome::AlreadyApplied);
     }

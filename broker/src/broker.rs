@@ -186,6 +186,60 @@ impl Broker {
         Ok(Consumer::new(channel, inner, queue))
     }
 
+    /// Follows a fan-out exchange (such as `{prefix}.outcomes`) from a queue of its own: a
+    /// server-named, exclusive, auto-delete classic queue bound to `exchange`, holding at most
+    /// `max_length` messages (the oldest are dropped first), consumed with `prefetch`. The queue
+    /// goes away with the connection, so a listener leaves nothing behind.
+    pub async fn follow_fanout(
+        &self,
+        exchange: &str,
+        max_length: u32,
+        prefetch: u16,
+        consumer_tag: &str,
+    ) -> Result<Consumer, BrokerError> {
+        if prefetch == 0 {
+            return Err(BrokerError::InvalidArgument {
+                field: "prefetch",
+                reason: "0 would mean unlimited; give 1 or more".to_owned(),
+            });
+        }
+        let tag = short(consumer_tag)?;
+        let channel = self.open_channel("open a channel to follow an exchange").await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-max-length".into(),
+            lapin::types::AMQPValue::LongLongInt(i64::from(max_length.max(1))),
+        );
+        let declared = channel
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..QueueDeclareOptions::default()
+                },
+                arguments,
+            )
+            .await
+            .map_err(|error| classify_declare_error("declare the queue", exchange, error))?;
+        let queue = declared.name().to_string();
+        bind(&channel, &queue, exchange, "").await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .map_err(|source| BrokerError::channel("set the consumer's prefetch", source))?;
+        let inner = channel
+            .basic_consume(
+                short(&queue)?,
+                tag,
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|error| classify_queue_error("consume", &queue, error))?;
+        Ok(Consumer::new(channel, inner, &queue))
+    }
+
     /// Closes the connection. Shut consumers down first ([`Consumer::shutdown`]): acks still
     /// in flight on a quorum queue are lost when the connection closes under them.
     pub async fn close(&self) -> Result<(), BrokerError> {

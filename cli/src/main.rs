@@ -4,6 +4,7 @@
 
 mod commands;
 mod config;
+mod dashboard;
 mod logging;
 mod operate;
 mod shutdown;
@@ -54,6 +55,8 @@ enum Command {
     /// Follow the directory and publish what changes (users, aliases, disabling, groups).
     #[command(subcommand)]
     Watch(commands::watch::WatchCommand),
+    /// The operator dashboard alone (moss up serves it too): overview, users, dead letters, held deletes.
+    Dashboard(commands::dashboard::DashboardArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +98,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(command) => {
             logging::init(cli.log_format);
             runtime()?.block_on(commands::watch::run(command, &file))
+        }
+        Command::Dashboard(args) => {
+            logging::init(cli.log_format);
+            runtime()?.block_on(commands::dashboard::run(args, &file))
         }
     }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod dashboard;
 pub(crate) mod deletes;
 pub(crate) mod dlq;
 pub(crate) mod emulator;

@@ -32,6 +32,8 @@ pub(crate) struct UpArgs {
     /// A TOML seed for the emulator (see docs/EMULATOR.md).
     #[arg(long, value_name = "FILE")]
     emulator_seed: Option<PathBuf>,
+    #[command(flatten)]
+    dashboard: crate::dashboard::DashboardArgs,
 }
 
 pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
@@ -154,6 +156,36 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
         (described, task)
     });
 
+    // The operator dashboard, reading what the others serve.
+    let dashboard = match args.dashboard.addr()? {
+        None => None,
+        Some(addr) => {
+            let settings = crate::dashboard::DashboardSettings {
+                addr,
+                token: args.dashboard.token()?,
+                amqp_url: common.amqp_url.clone(),
+                topology: common.topology.clone(),
+                worker_metrics: worker_metrics_addr.to_string(),
+                producer_metrics: producer
+                    .metrics_addr()
+                    .map_or_else(|| "127.0.0.1:9480".to_owned(), |addr| addr.to_string()),
+                management_url: std::env::var("MOSS_MANAGEMENT_URL").unwrap_or_else(|_| {
+                    crate::operate::management::DEFAULT_MANAGEMENT_URL.to_owned()
+                }),
+                online: Some(online.clone()),
+            };
+            match crate::dashboard::start(settings, shutdown.clone()).await {
+                Ok(dashboard) => Some(dashboard),
+                Err(error) => {
+                    shutdown.cancel();
+                    let _ = worker.wait().await;
+                    producer.wait().await;
+                    return Err(error.context("the dashboard could not start"));
+                }
+            }
+        }
+    };
+
     println!("moss is up (Ctrl-C stops it)");
     println!("  ingest    http://{}/v1/events", producer.ingest_addr());
     if let Some(addr) = producer.metrics_addr() {
@@ -167,6 +199,9 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
         common.topology.prefix().as_str()
     );
     println!("  data      {}", common.data_dir.display());
+    if let Some(dashboard) = &dashboard {
+        println!("  dashboard http://{}/", dashboard.addr());
+    }
     if let Some((described, _)) = &watcher {
         println!("  watching  {described}");
     }
@@ -200,6 +235,9 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
         let _ = task.await;
     }
     producer.wait().await;
+    if let Some(dashboard) = dashboard {
+        dashboard.wait().await;
+    }
     if let Some(emulator) = emulator {
         emulator.shutdown().await;
     }

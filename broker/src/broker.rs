@@ -69,7 +69,7 @@ impl Broker {
             .enable_auto_recover();
         let connection = tokio::time::timeout(
             timeout,
-            lapin::Connection::connect(&url_with_heartbeat, properties),
+            crate::tls::connect(&url_with_heartbeat, properties),
         )
         .await
         .map_err(|_| BrokerError::ConnectTimedOut {

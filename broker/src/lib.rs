@@ -19,6 +19,7 @@ mod consumer;
 mod error;
 mod message;
 mod publisher;
+mod tls;
 mod topology;
 
 pub use broker::{Broker, DEFAULT_CONNECT_TIMEOUT, QueueDepth};
@@ -26,6 +27,7 @@ pub use consumer::{ConsumeError, Consumer, Delivery, SettleError};
 pub use error::{AmqpError, BrokerError};
 pub use message::{HeaderValue, Headers, OutgoingMessage, Persistence};
 pub use publisher::{DEFAULT_CONFIRM_TIMEOUT, PublishError, Publisher, SentBatch};
+pub use tls::{trust_amqp_ca_file, trust_amqp_ca_pem};
 pub use topology::{
     DEFAULT_DELIVERY_LIMIT, DEFAULT_PARTITION_MAX_LENGTH, MAX_PARTITIONS, Topology, TopologyPrefix,
 };

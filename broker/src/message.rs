@@ -95,6 +95,30 @@ impl Headers {
         self.0.is_empty()
     }
 
+    /// Reads headers from the wire form of an AMQP field table (a delivery's `headers`
+    /// property as the peer sent it), parsed by lapin and read as the consumer reads every
+    /// delivery; `None` when the bytes are not a field table. For the fuzz targets and their
+    /// corpus tests: deliveries arrive already parsed.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn from_wire_table(bytes: &[u8]) -> Option<Headers> {
+        let (_rest, table) = lapin::types::parsing::parse_field_table(bytes).ok()?;
+        Some(Headers::from_field_table(Some(&table)))
+    }
+
+    /// The wire form of these headers as [`crate::Publisher`] sends them (a dead letter
+    /// republishes the headers it got); fails when a name is longer than 255 bytes. For the
+    /// fuzz targets and their corpus tests.
+    #[doc(hidden)]
+    pub fn to_wire_table(&self) -> Result<Vec<u8>, String> {
+        let table = self.to_field_table()?;
+        cookie_factory::gen_simple(
+            lapin::types::generation::gen_field_table(&table),
+            Vec::new(),
+        )
+        .map_err(|error| format!("the headers cannot be written: {error}"))
+    }
+
     pub(crate) fn to_field_table(&self) -> Result<FieldTable, String> {
         let mut table = FieldTable::default();
         for (name, value) in &self.0 {

@@ -180,15 +180,13 @@ pub(crate) async fn start(
         broker,
         settings,
     });
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(outcomes::follow(
-        Arc::clone(&shared),
-        shutdown.clone(),
-    )));
-    tasks.push(tokio::spawn(letters::refresh_every(
-        Arc::clone(&shared),
-        shutdown.clone(),
-    )));
+    let tasks = vec![
+        tokio::spawn(outcomes::follow(Arc::clone(&shared), shutdown.clone())),
+        tokio::spawn(letters::refresh_every(
+            Arc::clone(&shared),
+            shutdown.clone(),
+        )),
+    ];
     let router = router(Arc::clone(&shared));
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {

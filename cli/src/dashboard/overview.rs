@@ -307,7 +307,8 @@ pub(crate) async fn gather(shared: &Shared) -> Overview {
         health.push(Signal {
             level: "bad",
             text: format!(
-                "{held_deletes} removals or deactivations are held by the mass-delete guard: approve or reject them under Held deletes"
+                "{held_deletes} {} held by the mass-delete guard: approve or reject under Held deletes",
+                if held_deletes == 1 { "removal or deactivation is" } else { "removals or deactivations are" }
             ),
         });
     }
@@ -335,7 +336,11 @@ pub(crate) async fn gather(shared: &Shared) -> Overview {
     if other_dead > 0 {
         health.push(Signal {
             level: "warn",
-            text: format!("{other_dead} dead letters wait for an operator"),
+            text: if other_dead == 1 {
+                "1 dead letter waits for an operator".to_owned()
+            } else {
+                format!("{other_dead} dead letters wait for an operator")
+            },
         });
     }
     health.sort_by_key(|signal| match signal.level {

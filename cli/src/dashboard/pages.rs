@@ -169,12 +169,17 @@ fn render_overview(overview: &Overview) -> String {
             or_unknown(overview.retries_total)
         ),
     );
-    html.push_str("</div><div class=\"columns\"><section><h2>Partitions</h2><table id=\"partitions\"><thead><tr><th>queue</th><th class=\"num\">ready</th><th class=\"num\">unacked</th><th class=\"num\">consumers</th></tr></thead><tbody>");
+    html.push_str("</div><div class=\"columns\"><section><h2>Partitions</h2><table id=\"partitions\"><thead><tr><th>partition</th><th class=\"num\">ready</th><th class=\"num\">unacked</th><th class=\"num\">consumers</th></tr></thead><tbody>");
     for partition in &overview.partitions {
         let _ = write!(
             html,
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num {}\">{}</td></tr>",
+            "<tr><td title=\"{}\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num {}\">{}</td></tr>",
             esc(&partition.queue),
+            esc(partition
+                .queue
+                .rsplit('.')
+                .next()
+                .unwrap_or(&partition.queue)),
             or_unknown(partition.ready),
             or_unknown(partition.unacked),
             if partition.consumers == Some(0) {
@@ -190,12 +195,12 @@ fn render_overview(overview: &Overview) -> String {
         None => html.push_str(
             "<p class=\"muted\">measuring (needs two readings of the worker's /metrics)</p>",
         ),
-        Some(rates) if rates.is_empty() => {
-            html.push_str("<p class=\"muted\">nothing applied yet</p>")
+        Some(rates) if rates.values().all(|rate| *rate <= 0.0) => {
+            html.push_str("<p class=\"muted\">nothing applied in the last minute</p>");
         }
         Some(rates) => {
             html.push_str("<table id=\"applied\"><thead><tr><th>event type</th><th class=\"num\">per minute</th></tr></thead><tbody>");
-            for (kind, rate) in rates {
+            for (kind, rate) in rates.iter().filter(|(_, rate)| **rate > 0.0) {
                 let _ = write!(
                     html,
                     "<tr><td>{}</td><td class=\"num\">{rate}</td></tr>",
@@ -650,8 +655,13 @@ pub(crate) async fn users_page(
             };
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td><span class=\"outcome {what_class}\">{}</span></td><td>{}</td><td class=\"num\">{}</td><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td class=\"nowrap\" title=\"{}\">{}</td><td><span class=\"outcome {what_class}\">{}</span></td><td>{}</td><td class=\"num\">{}</td><td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"mono\">{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&text("time")),
+                esc(&text("time")
+                    .replace('T', " ")
+                    .chars()
+                    .take(19)
+                    .collect::<String>()),
                 esc(&what),
                 esc(&text("type")),
                 entry

@@ -52,6 +52,12 @@ enum Command {
     /// Removals and deactivations held by the mass-delete guard: pending, approve, reject.
     #[command(subcommand)]
     Deletes(commands::deletes::DeletesCommand),
+    /// Email addresses of a user's mailbox: add, remove (checked against the tenant first).
+    #[command(subcommand)]
+    Aliases(commands::aliases::AliasesCommand),
+    /// Distribution groups: add, members, user (one user's memberships), remove.
+    #[command(subcommand)]
+    Groups(commands::groups::GroupsCommand),
     /// Follow the directory and publish what changes (users, aliases, disabling, groups).
     #[command(subcommand)]
     Watch(commands::watch::WatchCommand),
@@ -95,6 +101,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => runtime()?.block_on(commands::status::run(args, &file)),
         Command::Dlq(command) => runtime()?.block_on(commands::dlq::run(command, &file)),
         Command::Deletes(command) => runtime()?.block_on(commands::deletes::run(command, &file)),
+        Command::Aliases(command) => runtime()?.block_on(commands::aliases::run(command, &file)),
+        Command::Groups(command) => runtime()?.block_on(commands::groups::run(command, &file)),
         Command::Watch(command) => {
             logging::init(cli.log_format);
             runtime()?.block_on(commands::watch::run(command, &file))

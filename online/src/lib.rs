@@ -13,6 +13,7 @@
 mod batch;
 mod client;
 mod config;
+mod domains;
 mod error;
 mod exchange;
 mod identity;
@@ -28,6 +29,7 @@ pub use config::{
     DEFAULT_EXCHANGE_SCOPE, DEFAULT_EXCHANGE_URL, DEFAULT_GRAPH_SCOPE, DEFAULT_GRAPH_URL,
     DEFAULT_LOGIN_URL, OnlineConfig, Timeouts,
 };
+pub use domains::Domain;
 pub use error::{ErrorClass, OnlineError, ServiceReply};
 pub use exchange::{
     DistributionGroup, DistributionGroupMember, DistributionGroupUpdate, Mailbox,

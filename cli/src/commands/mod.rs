@@ -1,10 +1,13 @@
 //! One module per subcommand.
 
+pub(crate) mod aliases;
 pub(crate) mod dashboard;
 pub(crate) mod deletes;
 pub(crate) mod dlq;
 pub(crate) mod emulator;
+pub(crate) mod groups;
 pub(crate) mod keys;
+pub(crate) mod online_admin;
 pub(crate) mod producer;
 pub(crate) mod publish;
 pub(crate) mod status;

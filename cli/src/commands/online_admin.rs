@@ -1,0 +1,227 @@
+//! What `moss aliases` and `moss groups` share: they read the tenant (through moss-online) to
+//! check an operator's request and to show a plan, and then publish events through the
+//! producer's ingest like `moss publish`, so that every change still goes through the queue, the
+//! ledger and the dead letters. Nothing is published before every check has passed.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use moss_online::{OnlineClient, UserKey, UserPrincipalName, UserProperty};
+use moss_schemas::Subject;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use crate::commands::producer::DEFAULT_INGEST_ADDR;
+use crate::commands::worker::TenantArgs;
+use crate::config::{self, FileConfig, layered};
+
+/// The CloudEvents `source` of events these commands publish.
+const SOURCE: &str = "moss-cli";
+
+/// Where the producer is, and whether to ask before publishing.
+#[derive(Debug, Args)]
+pub(crate) struct PublishTarget {
+    /// The producer's ingest address.
+    #[arg(long, env = "MOSS_INGEST_ADDR", value_name = "ADDR")]
+    ingest_addr: Option<String>,
+    /// File holding the ingest's bearer token.
+    #[arg(long, env = "MOSS_INGEST_TOKEN_FILE", value_name = "FILE")]
+    ingest_token_file: Option<PathBuf>,
+    /// Publish without asking (the plan is still shown).
+    #[arg(long)]
+    pub(crate) yes: bool,
+}
+
+/// The tenant's client, from the same settings a worker uses.
+pub(crate) fn online_client(tenant: &TenantArgs, file: &FileConfig) -> Result<OnlineClient> {
+    let config = tenant.online_config(file)?;
+    OnlineClient::new(config).context("the tenant settings are not usable")
+}
+
+/// Turns a failed read of the tenant into one sentence.
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(tenant_error)`, which hands the error over by value"
+)]
+pub(crate) fn tenant_error(error: moss_online::OnlineError) -> anyhow::Error {
+    anyhow::anyhow!("could not read the tenant: {error}")
+}
+
+/// A user with an online account that moss manages: its directory subject is the anchor moss
+/// wrote on it (`onPremisesImmutableId`).
+#[derive(Debug, Clone)]
+pub(crate) struct OnlineUser {
+    pub(crate) subject: Subject,
+    pub(crate) upn: String,
+    pub(crate) id: String,
+}
+
+const USER_SELECT: &[UserProperty] = &[
+    UserProperty::UserPrincipalName,
+    UserProperty::OnPremisesImmutableId,
+];
+
+/// Finds a user by subject (the directory's GUID) or by online id (UPN), as the mapping
+/// knows it: the tenant holds the same link in the user's anchor.
+pub(crate) async fn find_user(online: &OnlineClient, text: &str) -> Result<Option<OnlineUser>> {
+    let text = text.trim();
+    let user = if let Ok(subject) = Subject::parse(text) {
+        let anchor = moss_online::Anchor::parse(&subject.to_string())
+            .with_context(|| format!("{text} is not a usable subject"))?;
+        online
+            .find_user_by_anchor(&anchor, USER_SELECT)
+            .await
+            .map_err(tenant_error)?
+    } else if text.contains('@') {
+        let upn = UserPrincipalName::parse(text)
+            .map_err(|error| anyhow::anyhow!("{text} is not a user principal name: {error}"))?;
+        online
+            .get_user(&UserKey::Upn(upn), USER_SELECT)
+            .await
+            .map_err(tenant_error)?
+    } else {
+        return Ok(None);
+    };
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let upn = user.user_principal_name.clone().unwrap_or_default();
+    let Some(subject) = user
+        .on_premises_immutable_id
+        .as_deref()
+        .and_then(|anchor| Subject::parse(anchor).ok())
+    else {
+        bail!(
+            "the online account {upn} is not linked to a directory user (it carries no moss anchor), so moss does not manage it"
+        );
+    };
+    Ok(Some(OnlineUser {
+        subject,
+        upn,
+        id: user.id.to_string(),
+    }))
+}
+
+/// Like [`find_user`], but a user who is not there is an error naming what was typed.
+pub(crate) async fn require_user(online: &OnlineClient, text: &str) -> Result<OnlineUser> {
+    match find_user(online, text).await? {
+        Some(user) => Ok(user),
+        None if Subject::parse(text.trim()).is_ok() => {
+            bail!("USER {text}: no online account carries this directory subject")
+        }
+        None if text.contains('@') => bail!("USER {text}: there is no online account with this id"),
+        None => bail!(
+            "USER {text}: give the user's directory subject (a GUID) or online id (name@domain)"
+        ),
+    }
+}
+
+/// A CloudEvent for the producer, with `id`, `time` and a clock `sequence` filled in as
+/// `moss publish` does.
+pub(crate) fn envelope(event_type: &str, subject: &Subject, data: Value) -> Value {
+    let sequence = u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0);
+    let mut event = json!({
+        "specversion": "1.0",
+        "id": uuid::Uuid::now_v7().to_string(),
+        "source": SOURCE,
+        "type": event_type,
+        "subject": subject.to_string(),
+        "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "sequence": sequence.to_string(),
+        "datacontenttype": "application/json",
+    });
+    event["data"] = data;
+    event
+}
+
+/// Asks on the terminal unless `--yes`; without a terminal, `--yes` is required.
+pub(crate) fn confirm(target: &PublishTarget, events: usize) -> Result<()> {
+    if target.yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(
+            "nothing was published: standard input is not a terminal to ask on; pass --yes to publish the plan"
+        );
+    }
+    print!(
+        "publish {events} event{}? [y/N] ",
+        if events == 1 { "" } else { "s" }
+    );
+    std::io::stdout().flush().ok();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .context("could not read the answer")?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+        bail!("nothing was published");
+    }
+    Ok(())
+}
+
+/// Hands the events to the producer one by one, in order; each is stored durably (`202`)
+/// before the next is sent. Prints each accepted event's type and id.
+pub(crate) async fn publish(
+    target: &PublishTarget,
+    file: &FileConfig,
+    events: &[Value],
+) -> Result<()> {
+    let addr = layered(target.ingest_addr.clone(), file.ingest_addr.clone(), || {
+        DEFAULT_INGEST_ADDR.to_owned()
+    });
+    let addr = config::socket_addr(&addr, "MOSS_INGEST_ADDR")?;
+    let token = match target
+        .ingest_token_file
+        .clone()
+        .or_else(|| file.ingest_token_file.clone())
+    {
+        Some(path) => Some(config::read_secret_file(&path, "MOSS_INGEST_TOKEN_FILE")?),
+        None => std::env::var("MOSS_INGEST_TOKEN")
+            .ok()
+            .filter(|token| !token.is_empty())
+            .map(SecretString::from),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("could not start an HTTP client")?;
+    for (index, event) in events.iter().enumerate() {
+        let mut request = client
+            .post(format!("http://{addr}/v1/events"))
+            .header("content-type", moss_producer::SINGLE_CONTENT_TYPE)
+            .body(serde_json::to_vec(event).context("could not encode the event")?);
+        if let Some(token) = &token {
+            request = request.bearer_auth(token.expose_secret());
+        }
+        let response = request.send().await.with_context(|| {
+            format!("could not reach the producer at {addr}; is `moss producer` or `moss up` running there? ({index} of {} events were published)", events.len())
+        })?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        if status != 202 {
+            let detail = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|problem| {
+                    problem
+                        .get("detail")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .unwrap_or(text);
+            bail!(
+                "the producer refused the event ({status}): {detail} ({index} of {} events were published)",
+                events.len()
+            );
+        }
+        println!(
+            "published {} {}",
+            event["type"].as_str().unwrap_or_default(),
+            event["id"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}

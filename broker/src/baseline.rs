@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Confirmation, ConnectionProperties};
@@ -319,6 +319,52 @@ pub async fn declare_quorum_queue(url: &str, queue: &str) -> Result<(), Baseline
     let connection = connect(url, "moss-baseline-declare").await?;
     let channel = create_channel(&connection).await?;
     let declared = declare_on(&channel, queue).await;
+    close(&connection, &channel).await;
+    declared
+}
+
+/// Declares `queue` as a light tap on the exchange `exchange` (bound with an empty routing key,
+/// which a fanout exchange ignores): a classic, non-durable queue, so that watching moss's
+/// outcomes costs RabbitMQ as little as possible while it is being measured. Consume it with
+/// [`crate::Broker::consume`]; delete it with [`delete_queue`]. The exchange must exist.
+pub async fn declare_tap_queue(
+    url: &str,
+    queue: &str,
+    exchange: &str,
+) -> Result<(), BaselineError> {
+    let queue_name = name(queue)?;
+    let exchange_name = short(exchange).map_err(|_| BaselineError::InvalidArgument {
+        field: "exchange",
+        reason: format!("{exchange:?} is longer than 255 bytes"),
+    })?;
+    let connection = connect(url, "moss-baseline-tap").await?;
+    let channel = create_channel(&connection).await?;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("classic".into()),
+    );
+    let declared = async {
+        channel
+            .queue_declare(
+                queue_name.clone(),
+                QueueDeclareOptions::default(),
+                arguments,
+            )
+            .await
+            .map_err(|source| amqp("declare the tap queue", source))?;
+        channel
+            .queue_bind(
+                queue_name,
+                exchange_name,
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|source| amqp("bind the tap queue", source))
+    }
+    .await;
     close(&connection, &channel).await;
     declared
 }

@@ -61,6 +61,8 @@ enum Command {
     /// Follow the directory and publish what changes (users, aliases, disabling, groups).
     #[command(subcommand)]
     Watch(commands::watch::WatchCommand),
+    /// Measure moss on this machine against a plain RabbitMQ loop in the same run.
+    Bench(commands::bench::BenchArgs),
     /// The operator dashboard alone (moss up serves it too): overview, users, dead letters, held deletes.
     Dashboard(commands::dashboard::DashboardArgs),
 }
@@ -107,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init(cli.log_format);
             runtime()?.block_on(commands::watch::run(command, &file))
         }
+        Command::Bench(args) => runtime()?.block_on(commands::bench::run(args, &file)),
         Command::Dashboard(args) => {
             logging::init(cli.log_format);
             runtime()?.block_on(commands::dashboard::run(args, &file))

@@ -2,6 +2,7 @@
 
 pub(crate) mod aliases;
 pub(crate) mod dashboard;
+pub(crate) mod bench;
 pub(crate) mod deletes;
 pub(crate) mod dlq;
 pub(crate) mod emulator;

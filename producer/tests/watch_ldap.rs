@@ -5,116 +5,18 @@
 
 mod harness;
 mod ldap;
+mod watching;
 
 use std::path::Path;
 use std::time::Duration;
 
 use harness::*;
 use ldap::*;
-use moss_producer::watch::{DisabledRule, LdapWatchSettings, run_ldap};
+use moss_producer::watch::{LdapWatchSettings, run_ldap};
 use secrecy::SecretString;
 use serde_json::Value;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-struct Watcher {
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), moss_producer::watch::WatchError>>,
-}
-
-impl Watcher {
-    fn start(slapd: &Slapd, store: &Path, ingest: std::net::SocketAddr) -> Watcher {
-        let mut settings = LdapWatchSettings::new(
-            slapd.url(),
-            BASE.to_owned(),
-            ADMIN_DN.to_owned(),
-            SecretString::from(ADMIN_PASSWORD.to_owned()),
-            store.to_path_buf(),
-            format!("http://{ingest}"),
-        );
-        settings.mapping.disabled = DisabledRule {
-            attribute: "employeeType".to_owned(),
-            value: Some("disabled".to_owned()),
-        };
-        settings.max_reconnect_delay = Duration::from_millis(300);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(run_ldap(settings, stop.clone()));
-        Watcher { stop, task }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task
-            .await
-            .expect("the watcher task ends")
-            .expect("the watcher stops cleanly");
-    }
-}
-
-/// `(type, subject)` of each event, sorted, for comparing without caring about partition order.
-fn summary(received: &[Received]) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> = received
-        .iter()
-        .map(|message| {
-            (
-                message.body["type"].as_str().unwrap().to_owned(),
-                message.body["subject"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    pairs.sort();
-    pairs
-}
-
-fn expected(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(kind, subject)| (format!("moss.{kind}.v1"), (*subject).to_owned()))
-        .collect();
-    pairs.sort();
-    pairs
-}
-
-fn of_type<'a>(received: &'a [Received], kind: &str) -> Vec<&'a Value> {
-    received
-        .iter()
-        .map(|message| &message.body)
-        .filter(|body| body["type"] == format!("moss.{kind}.v1"))
-        .collect()
-}
-
-struct System {
-    _dir: tempfile::TempDir,
-    watch_store: std::path::PathBuf,
-    rabbit: TestBroker,
-    producer: moss_producer::RunningProducer,
-}
-
-async fn system() -> System {
-    let dir = tempfile::tempdir().unwrap();
-    let topology = unique_topology();
-    let (sealing, _) = key_pair();
-    let rabbit = TestBroker::connect(&topology).await;
-    let (producer, _) = start(settings(&store_path(&dir), AMQP_URL, &topology, &sealing)).await;
-    System {
-        watch_store: dir.path().join("watch-ldap"),
-        _dir: dir,
-        rabbit,
-        producer,
-    }
-}
-
-impl System {
-    async fn finish(self) {
-        assert_eq!(
-            self.rabbit.ready().await,
-            0,
-            "no event beyond those expected"
-        );
-        self.producer.shutdown().await;
-        self.rabbit.cleanup().await;
-    }
-}
+use watching::*;
 
 #[tokio::test]
 async fn directory_changes_made_with_ldapmodify_arrive_as_the_right_events() {
@@ -423,6 +325,29 @@ async fn directory_changes_reach_the_emulated_tenant_through_the_workers() {
         "the staff group with ana in it",
         Duration::from_secs(25),
         || async { staff_members() == Some(serde_json::json!([online_id])) },
+    )
+    .await;
+
+    // Membership changes: bob joins, ana leaves.
+    slapd.apply("ldapadd", &user_ldif("bob", "Bob", "Jones", &[]));
+    let bob_upn = format!("bob@{domain}");
+    tenant_eventually(&emulator, &bob_upn, "bob's online account", |user| {
+        user["accountEnabled"] == true
+    })
+    .await;
+    let bob_id = emulator.user(&bob_upn).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    slapd.modify(&format!(
+        "dn: cn=staff,ou=groups,{BASE}\nchangetype: modify\nadd: member\nmember: {}\n-\ndelete: member\nmember: {}\n\n",
+        user_dn("bob"),
+        user_dn("ana")
+    ));
+    eventually(
+        "the staff group with bob instead of ana",
+        Duration::from_secs(25),
+        || async { staff_members() == Some(serde_json::json!([bob_id])) },
     )
     .await;
     slapd.modify(&format!(

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use moss_producer::watch::{DisabledRule, LdapWatchSettings, OnlineAccountPolicy};
+use moss_producer::watch::{
+    DisabledRule, LdapTls, LdapWatchSettings, OnlineAccountPolicy, PollSettings, WatchMode,
+};
 use moss_schemas::{DomainName, SkuPartNumber, UsageLocation};
 
 use crate::commands::producer::DEFAULT_INGEST_ADDR;
@@ -15,17 +17,63 @@ use crate::config::{self, FileConfig, layered};
 /// Which directory to watch.
 #[derive(Debug, Subcommand)]
 pub(crate) enum WatchCommand {
-    /// Follow an OpenLDAP directory with RFC 4533 (syncprov's refreshAndPersist) and publish
-    /// users, their aliases, disabling and groups as events. Resumes from its cookie.
+    /// Follow an OpenLDAP directory with RFC 4533 (syncprov's refreshAndPersist), or Active
+    /// Directory by uSNChanged polling, and publish users, their aliases, disabling and groups
+    /// as events. Resumes from its cookie (or watermark).
     Ldap(LdapArgs),
+}
+
+/// How the watcher learns of changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mode {
+    /// RFC 4533 refreshAndPersist (OpenLDAP with syncprov): the server pushes each change.
+    Syncrepl,
+    /// Poll for uSNChanged above the watermark and for tombstones (Active Directory).
+    UsnPoll,
 }
 
 /// `moss watch ldap` settings (flags or environment).
 #[derive(Debug, Args)]
 pub(crate) struct LdapArgs {
-    /// The directory, as ldap://host:389/ (ldapi:// for a local socket).
+    /// The directory, as ldap://host:389/, ldaps://host:636/ (TLS) or ldapi:// (a local socket).
     #[arg(long, env = "MOSS_LDAP_URL", value_name = "URL")]
     url: String,
+    /// Upgrade the ldap:// connection with StartTLS before binding.
+    #[arg(long, env = "MOSS_LDAP_STARTTLS")]
+    starttls: bool,
+    /// PEM file of the CA that signed the directory's certificate (ldaps:// or StartTLS); when
+    /// unset, the system's trusted roots are used.
+    #[arg(long, env = "MOSS_LDAP_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// syncrepl (OpenLDAP) or usn-poll (Active Directory).
+    #[arg(long, env = "MOSS_LDAP_MODE", value_enum, default_value = "syncrepl")]
+    mode: Mode,
+    /// usn-poll: the attribute naming an object for good (objectGUID; entryUUID elsewhere).
+    #[arg(
+        long,
+        env = "MOSS_LDAP_SUBJECT_ATTRIBUTE",
+        default_value = "objectGUID"
+    )]
+    subject_attribute: String,
+    /// usn-poll: the attribute that grows with every change.
+    #[arg(
+        long,
+        env = "MOSS_LDAP_WATERMARK_ATTRIBUTE",
+        default_value = "uSNChanged"
+    )]
+    watermark_attribute: String,
+    /// usn-poll: seconds between polls.
+    #[arg(
+        long,
+        env = "MOSS_LDAP_POLL_INTERVAL",
+        value_name = "SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    poll_interval: u64,
+    /// usn-poll: where tombstones are (default CN=Deleted Objects,<defaultNamingContext>).
+    #[arg(long, env = "MOSS_LDAP_DELETED_BASE", value_name = "DN")]
+    deleted_base: Option<String>,
     /// The subtree to follow, e.g. dc=example,dc=org.
     #[arg(long, env = "MOSS_LDAP_BASE", value_name = "DN")]
     base: String,
@@ -124,6 +172,27 @@ impl LdapArgs {
         );
         settings.ingest_token = token;
         settings.max_reconnect_delay = Duration::from_secs(30);
+        settings.tls = LdapTls {
+            starttls: self.starttls,
+            ca_file: self.ca_file.clone(),
+        };
+        if let Some(path) = &self.ca_file
+            && !path.is_file()
+        {
+            anyhow::bail!(
+                "the CA file {} (MOSS_LDAP_CA_FILE) does not exist or is not a file",
+                path.display()
+            );
+        }
+        settings.mode = match self.mode {
+            Mode::Syncrepl => WatchMode::Syncrepl,
+            Mode::UsnPoll => WatchMode::UsnPoll(PollSettings {
+                subject_attribute: self.subject_attribute.clone(),
+                watermark_attribute: self.watermark_attribute.clone(),
+                interval: Duration::from_secs(self.poll_interval),
+                deleted_base: self.deleted_base.clone(),
+            }),
+        };
         let mapping = &mut settings.mapping;
         mapping.user_class.clone_from(&self.user_class);
         mapping.group_class.clone_from(&self.group_class);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ldap3::controls::{
     EntryState, RawControl, RefreshMode, SyncInfo, SyncRequest, SyncState, parse_syncinfo,
 };
-use ldap3::{LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry};
 use moss_schemas::{Envelope, EventData, GroupMembersChanged, Sequence, Source, Subject};
 use moss_store::{Cursor, CursorWrite, Store, StoreError};
 use secrecy::{ExposeSecret, SecretString};
@@ -21,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::csn::{cookie_micros, csn_micros};
 use super::mapping::{Attributes, DirectoryMapping, Seen, map_entry, normalise_dn, removal};
+use super::poll::{PollSettings, run_poll_session};
 use super::sink::{Delivered, IngestSink};
+use super::tls::{LdapTls, certificate_rejected, connection_settings};
 
 /// OID of the Sync State control carried by each entry (RFC 4533 §2.2).
 const SYNC_STATE_OID: &str = "1.3.6.1.4.1.4203.1.9.1.2";
@@ -31,6 +33,17 @@ const SYNC_REFRESH_REQUIRED: u32 = 4096;
 const INVALID_CREDENTIALS: u32 = 49;
 const COOKIE_KEY: &str = "cookie";
 const OBJECT_PREFIX: &str = "object/";
+
+/// How the watcher learns what changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WatchMode {
+    /// RFC 4533 refreshAndPersist (OpenLDAP's syncprov): the server pushes each change.
+    #[default]
+    Syncrepl,
+    /// Active Directory's way: poll for entries whose `uSNChanged` (or another ever-growing
+    /// attribute) passed the stored watermark, and for tombstones with the Show Deleted control.
+    UsnPoll(PollSettings),
+}
 
 /// What the LDAP watcher needs, checked before it connects.
 #[derive(Debug, Clone)]
@@ -53,6 +66,10 @@ pub struct LdapWatchSettings {
     pub ingest_token: Option<SecretString>,
     /// Longest wait between reconnection attempts.
     pub max_reconnect_delay: Duration,
+    /// ldaps:// or StartTLS, and which CA to trust.
+    pub tls: LdapTls,
+    /// Change notification (syncrepl) or polling (Active Directory).
+    pub mode: WatchMode,
 }
 
 impl LdapWatchSettings {
@@ -75,6 +92,8 @@ impl LdapWatchSettings {
             ingest_url,
             ingest_token: None,
             max_reconnect_delay: Duration::from_secs(5),
+            tls: LdapTls::default(),
+            mode: WatchMode::Syncrepl,
         }
     }
 }
@@ -99,6 +118,16 @@ pub enum WatchError {
         #[source]
         source: StoreError,
     },
+    /// The directory's TLS certificate is not trusted (or not for this host name).
+    #[error(
+        "the directory at {url} presented a certificate moss does not trust ({reason}); check the CA file (MOSS_LDAP_CA_FILE) and that the URL's host name is in the certificate"
+    )]
+    Certificate {
+        /// The directory.
+        url: String,
+        /// What the TLS library said.
+        reason: String,
+    },
     /// The directory refused the bind credentials.
     #[error("the directory refused the bind as {bind_dn}; check the bind DN and the password file")]
     Bind {
@@ -117,7 +146,7 @@ pub enum WatchError {
 
 /// How one connection to the directory ended, short of a fatal error.
 #[derive(Debug)]
-enum SessionEnd {
+pub(super) enum SessionEnd {
     Shutdown,
     /// The server cannot resume from the cookie: refresh from scratch, now.
     RefreshRequired,
@@ -127,11 +156,11 @@ enum SessionEnd {
 
 /// The watcher's memory: the cookie and what it last saw of each object, mirrored in the cursor.
 #[derive(Debug)]
-struct WatchState {
-    cursor: Cursor,
-    path: PathBuf,
+pub(super) struct WatchState {
+    pub(super) cursor: Cursor,
+    pub(super) path: PathBuf,
     cookie: Option<Vec<u8>>,
-    seen: HashMap<String, Seen>,
+    pub(super) seen: HashMap<String, Seen>,
     subjects_by_dn: HashMap<String, String>,
 }
 
@@ -168,7 +197,7 @@ impl WatchState {
     }
 
     /// Stores the object's new state and the cookie in one flushed batch, then mirrors them.
-    async fn remember(
+    pub(super) async fn remember(
         &mut self,
         subject: &str,
         object: Option<Seen>,
@@ -223,6 +252,45 @@ impl WatchState {
         Ok(())
     }
 
+    /// Writes (or removes, with `None`) one of the watcher's own keys, flushed.
+    pub(super) async fn write_key(
+        &self,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), WatchError> {
+        let write = match value {
+            Some(value) => CursorWrite::Set {
+                key: key.to_owned(),
+                value,
+            },
+            None => CursorWrite::Remove {
+                key: key.to_owned(),
+            },
+        };
+        let cursor = self.cursor.clone();
+        tokio::task::spawn_blocking(move || cursor.write_all(&[write]))
+            .await
+            .map_err(|join| WatchError::Store {
+                path: self.path.clone(),
+                source: StoreError::Engine {
+                    operation: "write a cursor",
+                    detail: join.to_string(),
+                },
+            })?
+            .map_err(|source| WatchError::Store {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Reads one of the watcher's own keys.
+    pub(super) fn read_key(&self, key: &str) -> Result<Option<Vec<u8>>, WatchError> {
+        self.cursor.get(key).map_err(|source| WatchError::Store {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
     async fn remember_cookie(&mut self, cookie: Option<Vec<u8>>) -> Result<(), WatchError> {
         if cookie.is_none() || cookie == self.cookie {
             return Ok(());
@@ -262,11 +330,9 @@ pub async fn run_ldap(
     settings: LdapWatchSettings,
     shutdown: CancellationToken,
 ) -> Result<(), WatchError> {
-    if !(settings.url.starts_with("ldap://") || settings.url.starts_with("ldapi://")) {
-        return Err(WatchError::Setting {
-            field: "url",
-            reason: "must start with ldap:// or ldapi:// (use StartTLS-free loopback or a TLS tunnel; ldaps:// is not built in)".to_owned(),
-        });
+    let connection = connection_settings(&settings.url, &settings.tls)?;
+    if let WatchMode::UsnPoll(poll) = &settings.mode {
+        poll.check()?;
     }
     if settings.base.trim().is_empty() {
         return Err(WatchError::Setting {
@@ -290,6 +356,8 @@ pub async fn run_ldap(
         base = %settings.base,
         known_objects = state.seen.len(),
         resuming = state.cookie.is_some(),
+        mode = match settings.mode { WatchMode::Syncrepl => "syncrepl", WatchMode::UsnPoll(_) => "usn-poll" },
+        tls = settings.url.starts_with("ldaps://") || settings.tls.starttls,
         "directory watcher starting"
     );
     let sink = IngestSink::new(&settings.ingest_url, settings.ingest_token.clone());
@@ -297,11 +365,16 @@ pub async fn run_ldap(
     loop {
         let session = Session {
             settings: &settings,
+            connection: &connection,
             source: &source,
             sink: &sink,
             shutdown: &shutdown,
         };
-        match session.run(&mut state).await? {
+        let ended = match &settings.mode {
+            WatchMode::Syncrepl => session.run(&mut state).await?,
+            WatchMode::UsnPoll(poll) => run_poll_session(&session, poll, &mut state).await?,
+        };
+        match ended {
             SessionEnd::Shutdown => break,
             SessionEnd::RefreshRequired => {
                 tracing::warn!(
@@ -343,23 +416,33 @@ pub async fn run_ldap(
     Ok(())
 }
 
-struct Session<'a> {
-    settings: &'a LdapWatchSettings,
-    source: &'a Source,
+pub(super) struct Session<'a> {
+    pub(super) settings: &'a LdapWatchSettings,
+    connection: &'a LdapConnSettings,
+    pub(super) source: &'a Source,
     sink: &'a IngestSink,
-    shutdown: &'a CancellationToken,
+    pub(super) shutdown: &'a CancellationToken,
 }
 
 impl Session<'_> {
-    async fn run(&self, state: &mut WatchState) -> Result<SessionEnd, WatchError> {
-        let connection_settings = LdapConnSettings::new().set_conn_timeout(Duration::from_secs(10));
+    /// Connects (with TLS when configured) and binds; `Ok(Err(end))` when the session ends
+    /// before it began (shutdown, or a directory that is not there now).
+    pub(super) async fn connect(&self) -> Result<Result<Ldap, SessionEnd>, WatchError> {
         let connected = tokio::select! {
-            () = self.shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
-            connected = LdapConnAsync::with_settings(connection_settings, &self.settings.url) => connected,
+            () = self.shutdown.cancelled() => return Ok(Err(SessionEnd::Shutdown)),
+            connected = LdapConnAsync::with_settings(self.connection.clone(), &self.settings.url) => connected,
         };
         let (connection, mut ldap) = match connected {
             Ok(pair) => pair,
-            Err(error) => return Ok(SessionEnd::Lost(format!("cannot connect: {error}"))),
+            Err(error) => {
+                if let Some(reason) = certificate_rejected(&error) {
+                    return Err(WatchError::Certificate {
+                        url: self.settings.url.clone(),
+                        reason,
+                    });
+                }
+                return Ok(Err(SessionEnd::Lost(format!("cannot connect: {error}"))));
+            }
         };
         ldap3::drive!(connection);
         match ldap
@@ -369,20 +452,23 @@ impl Session<'_> {
             )
             .await
         {
-            Ok(result) if result.rc == 0 => {}
-            Ok(result) if result.rc == INVALID_CREDENTIALS => {
-                return Err(WatchError::Bind {
-                    bind_dn: self.settings.bind_dn.clone(),
-                });
-            }
-            Ok(result) => {
-                return Ok(SessionEnd::Lost(format!(
-                    "bind failed with result {}",
-                    result.rc
-                )));
-            }
-            Err(error) => return Ok(SessionEnd::Lost(format!("bind failed: {error}"))),
+            Ok(result) if result.rc == 0 => Ok(Ok(ldap)),
+            Ok(result) if result.rc == INVALID_CREDENTIALS => Err(WatchError::Bind {
+                bind_dn: self.settings.bind_dn.clone(),
+            }),
+            Ok(result) => Ok(Err(SessionEnd::Lost(format!(
+                "bind failed with result {} {}",
+                result.rc, result.text
+            )))),
+            Err(error) => Ok(Err(SessionEnd::Lost(format!("bind failed: {error}")))),
         }
+    }
+
+    async fn run(&self, state: &mut WatchState) -> Result<SessionEnd, WatchError> {
+        let mut ldap = match self.connect().await? {
+            Ok(ldap) => ldap,
+            Err(end) => return Ok(end),
+        };
         let request = SyncRequest {
             mode: RefreshMode::RefreshAndPersist,
             cookie: state.cookie.clone(),
@@ -504,16 +590,32 @@ impl Session<'_> {
             tracing::warn!(dn = %found.dn, "an entry with an unusable entryUUID; ignored");
             return Ok(None);
         };
-        let key = subject.to_string();
         let attributes = Attributes::new(found.attrs);
-        let previous = state.seen.get(&key);
         let csn = attributes
             .values("entryCSN")
             .iter()
             .filter_map(|csn| csn_micros(csn))
             .max()
             .unwrap_or_else(now_micros);
-        let base = csn.max(previous.map_or(0, |seen| seen.sequence() + 1));
+        self.apply_entry(state, subject, &found.dn, &attributes, csn, cookie)
+            .await
+    }
+
+    /// Maps one entry as it is now against what the watcher last saw of `subject`, publishes
+    /// the difference and remembers the entry (with `cookie`, when given). `observed` is the
+    /// change's own place in time (µs); the sequence never goes below the last one used + 1.
+    pub(super) async fn apply_entry(
+        &self,
+        state: &mut WatchState,
+        subject: Subject,
+        dn: &str,
+        attributes: &Attributes,
+        observed: u64,
+        cookie: Option<Vec<u8>>,
+    ) -> Result<Option<SessionEnd>, WatchError> {
+        let key = subject.to_string();
+        let previous = state.seen.get(&key);
+        let base = observed.max(previous.map_or(0, |seen| seen.sequence() + 1));
         let lookup = |dn: &str| {
             state
                 .subjects_by_dn
@@ -522,8 +624,8 @@ impl Session<'_> {
         };
         let mapped = match map_entry(
             &self.settings.mapping,
-            &found.dn,
-            &attributes,
+            dn,
+            attributes,
             previous,
             base,
             &lookup,
@@ -615,15 +717,26 @@ impl Session<'_> {
         let Some(subject) = subject_of(uuid) else {
             return Ok(None);
         };
+        let observed = cookie.as_deref().and_then(cookie_micros);
+        self.remove_subject(state, subject, observed, cookie).await
+    }
+
+    /// Publishes the removal of `subject`, when the watcher knows it, and forgets it. Called only
+    /// on the directory's explicit word that the object is gone.
+    pub(super) async fn remove_subject(
+        &self,
+        state: &mut WatchState,
+        subject: Subject,
+        observed: Option<u64>,
+        cookie: Option<Vec<u8>>,
+    ) -> Result<Option<SessionEnd>, WatchError> {
         let key = subject.to_string();
         let Some(previous) = state.seen.get(&key) else {
             tracing::debug!(subject = %key, "the directory deleted an object moss never saw");
             state.remember_cookie(cookie).await?;
             return Ok(None);
         };
-        let sequence = cookie
-            .as_deref()
-            .and_then(cookie_micros)
+        let sequence = observed
             .unwrap_or_else(now_micros)
             .max(previous.sequence() + 1);
         let event = Envelope::new(
@@ -700,7 +813,7 @@ fn subject_of(uuid: &[u8]) -> Option<Subject> {
     Subject::try_from(uuid).ok()
 }
 
-fn now_micros() -> u64 {
+pub(super) fn now_micros() -> u64 {
     u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(0)
 }
 

@@ -14,8 +14,12 @@
 mod csn;
 mod ldap;
 mod mapping;
+mod poll;
 mod sink;
+mod tls;
 
-pub use ldap::{LdapWatchSettings, WatchError, run_ldap};
+pub use ldap::{LdapWatchSettings, WatchError, WatchMode, run_ldap};
 pub use mapping::{DirectoryMapping, DisabledRule, OnlineAccountPolicy};
+pub use poll::PollSettings;
 pub use sink::IngestSink;
+pub use tls::LdapTls;

@@ -20,28 +20,102 @@ const SLAPD: &str = "/usr/sbin/slapd";
 pub struct Slapd {
     dir: tempfile::TempDir,
     pub port: u16,
+    /// The ldaps:// port, when slapd was started with TLS.
+    pub tls_port: Option<u16>,
+    /// The CA file the tools trust, when slapd was started with TLS (they then use StartTLS).
+    ca_file: Option<PathBuf>,
     child: Option<Child>,
+}
+
+/// A test CA and the server certificate it signed for 127.0.0.1, as PEM files.
+#[derive(Debug)]
+pub struct TestPki {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+}
+
+impl TestPki {
+    /// A fresh CA ("moss test CA <name>") and a server certificate for 127.0.0.1 and localhost.
+    pub fn new(name: &str) -> TestPki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("moss test CA {name}"));
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let mut server_params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .unwrap();
+        server_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "127.0.0.1");
+        server_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+        TestPki {
+            ca_pem: ca_cert.pem(),
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Slapd {
     /// Starts slapd on a free port with an empty database and the base entries.
     pub fn start() -> Slapd {
+        Slapd::start_with(None)
+    }
+
+    /// Starts slapd with TLS: the server certificate of `pki`, an ldaps:// listener beside the
+    /// ldap:// one, and simple binds refused without TLS (so a watcher that binds at all used
+    /// TLS). The tools then bind over StartTLS, trusting `pki`'s CA.
+    pub fn start_tls(pki: &TestPki) -> Slapd {
+        Slapd::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&TestPki>) -> Slapd {
         assert!(
             Path::new(SLAPD).exists(),
             "slapd is missing: install Debian's slapd and ldap-utils packages"
         );
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("db")).unwrap();
-        let config = include_str!("slapd.conf").replace("@DIR@", dir.path().to_str().unwrap());
+        let mut config = include_str!("slapd.conf").replace("@DIR@", dir.path().to_str().unwrap());
+        let mut ca_file = None;
+        if let Some(pki) = pki {
+            let ca = dir.path().join("ca.pem");
+            std::fs::write(&ca, &pki.ca_pem).unwrap();
+            std::fs::write(dir.path().join("server.pem"), &pki.server_cert_pem).unwrap();
+            std::fs::write(dir.path().join("server.key"), &pki.server_key_pem).unwrap();
+            // Global TLS settings go before the first database.
+            let tls = format!(
+                "TLSCACertificateFile {dir}/ca.pem\nTLSCertificateFile {dir}/server.pem\nTLSCertificateKeyFile {dir}/server.key\nsecurity simple_bind=64\n",
+                dir = dir.path().display()
+            );
+            config = config.replacen("database mdb", &format!("{tls}\ndatabase mdb"), 1);
+            ca_file = Some(ca);
+        }
         std::fs::write(dir.path().join("slapd.conf"), config).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut slapd = Slapd {
             dir,
-            port,
+            port: free_port(),
+            tls_port: pki.map(|_| free_port()),
+            ca_file,
             child: None,
         };
         slapd.resume();
@@ -53,17 +127,45 @@ impl Slapd {
         format!("ldap://127.0.0.1:{}/", self.port)
     }
 
+    /// The ldaps:// URL of a slapd started with TLS.
+    pub fn ldaps_url(&self) -> String {
+        format!(
+            "ldaps://127.0.0.1:{}/",
+            self.tls_port.expect("slapd started with TLS")
+        )
+    }
+
+    /// Where the test CA is, for a slapd started with TLS.
+    pub fn ca_file(&self) -> &Path {
+        self.ca_file.as_deref().expect("slapd started with TLS")
+    }
+
+    /// The ldap command-line tools' arguments to reach this slapd as the administrator.
+    fn tool_command(&self, tool: &str) -> Command {
+        let mut command = Command::new(tool);
+        command.args(["-x", "-H", &self.url()]);
+        if let Some(ca) = &self.ca_file {
+            command.arg("-ZZ").env("LDAPTLS_CACERT", ca);
+        }
+        command.args(["-D", ADMIN_DN, "-w", ADMIN_PASSWORD]);
+        command
+    }
+
     /// Starts (again) on the same port and database.
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "slapd is already running");
         let config: PathBuf = self.dir.path().join("slapd.conf");
         let until = Instant::now() + Duration::from_secs(15);
+        let listeners = match self.tls_port {
+            Some(tls_port) => format!("{} ldaps://127.0.0.1:{tls_port}/", self.url()),
+            None => self.url(),
+        };
         loop {
             let child = Command::new(SLAPD)
                 .arg("-f")
                 .arg(&config)
                 .arg("-h")
-                .arg(self.url())
+                .arg(&listeners)
                 .args(["-d", "0"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -111,16 +213,8 @@ impl Slapd {
 
     /// Runs `ldapadd`/`ldapmodify` as the administrator with `ldif` on its standard input.
     pub fn apply(&self, tool: &str, ldif: &str) {
-        let mut child = Command::new(tool)
-            .args([
-                "-x",
-                "-H",
-                &self.url(),
-                "-D",
-                ADMIN_DN,
-                "-w",
-                ADMIN_PASSWORD,
-            ])
+        let mut child = self
+            .tool_command(tool)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -147,17 +241,9 @@ impl Slapd {
 
     /// The entryUUID of `dn`, as ldapsearch shows it.
     pub fn entry_uuid(&self, dn: &str) -> String {
-        let output = Command::new("ldapsearch")
-            .args([
-                "-x",
-                "-LLL",
-                "-H",
-                &self.url(),
-                "-D",
-                ADMIN_DN,
-                "-w",
-                ADMIN_PASSWORD,
-            ])
+        let output = self
+            .tool_command("ldapsearch")
+            .arg("-LLL")
             .args(["-s", "base", "-b", dn, "entryUUID"])
             .output()
             .expect("ldapsearch runs");

@@ -40,7 +40,7 @@ const PARTITIONS: u16 = 8;
 /// Worker processes, unless MOSS_CHAOS_WORKERS says otherwise.
 const WORKERS: usize = 2;
 /// Events in the short (CI) form.
-const SHORT_EVENTS: usize = 600;
+const SHORT_EVENTS: usize = 400;
 /// Users per cohort: a cohort's lifecycles are posted step by step, one cohort after another.
 const COHORT: usize = 50;
 /// Events posted per ingest request.
@@ -816,7 +816,7 @@ async fn lifecycles_survive_kills_broker_restarts_and_a_faulty_tenant() {
     let deadline_secs = env_number("MOSS_CHAOS_DEADLINE_SECS").unwrap_or(if full {
         300 + target_events as u64 / 3
     } else {
-        170
+        200
     });
     let deadline = started + Duration::from_secs(deadline_secs);
     let partition_queues = topology.partition_queues();

@@ -111,7 +111,11 @@ impl Rig {
         for _ in 0..60 {
             if !self
                 .tap
-                .collect(&wanted, Duration::from_millis(500))
+                .collect(
+                    &wanted,
+                    Duration::from_millis(500),
+                    Duration::from_millis(500),
+                )
                 .await
                 .is_empty()
             {
@@ -121,6 +125,21 @@ impl Rig {
         }
         bail!("the worker applied no event within 30 s of starting")
     }
+}
+
+/// How long a phase waits for the next outcome before it calls the worker stuck.
+const STALL: Duration = Duration::from_secs(30);
+
+/// Fails when events went without an outcome: the figures would not mean what they say.
+fn missing_outcomes(worker: &WorkerChild, expected: usize, seen: usize) -> Result<()> {
+    if seen < expected {
+        bail!(
+            "only {seen} of {expected} events had an outcome: the worker settled nothing for {} s although its process is still running; its last log lines:\n{}",
+            STALL.as_secs(),
+            worker.log_tail()
+        );
+    }
+    Ok(())
 }
 
 /// The raw ceiling: plain lapin, no moss.
@@ -227,8 +246,9 @@ pub(crate) async fn unthrottled(
     rig.post_all(bodies).await?;
     let accept_seconds = started.elapsed().as_secs_f64();
     let deadline = Duration::from_secs(30 + events as u64 / 20);
-    let seen = rig.tap.collect(&wanted, deadline).await;
+    let seen = rig.tap.collect(&wanted, deadline, STALL).await;
     worker.check_running()?;
+    missing_outcomes(worker, events, seen.len())?;
     let last = seen.values().map(|o| o.received).max().unwrap_or(started);
     let seconds = last.duration_since(started).as_secs_f64();
     let outcomes = OutcomeCounts::of(seen.values(), events as u64);
@@ -306,8 +326,12 @@ pub(crate) async fn latency(
         sent.insert(id, (at, instant));
     }
     let wanted: HashMap<String, ()> = sent.keys().map(|id| (id.clone(), ())).collect();
-    let seen = rig.tap.collect(&wanted, Duration::from_secs(60)).await;
+    let seen = rig
+        .tap
+        .collect(&wanted, Duration::from_secs(60), STALL)
+        .await;
     worker.check_running()?;
+    missing_outcomes(worker, count as usize, seen.len())?;
     let mut applied = Vec::with_capacity(seen.len());
     let mut received = Vec::with_capacity(seen.len());
     for (id, outcome) in &seen {

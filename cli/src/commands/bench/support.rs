@@ -82,20 +82,25 @@ impl OutcomeTap {
         })
     }
 
-    /// Waits until every id of `wanted` has an outcome, or `deadline` passes; returns the
+    /// Waits until every id of `wanted` has an outcome, or `deadline` passes, or no outcome
+    /// of `wanted` has come for `stall` (the worker has stopped settling); returns the
     /// outcomes of `wanted` seen (others are dropped: earlier phases' stragglers).
     pub(crate) async fn collect(
         &mut self,
         wanted: &HashMap<String, ()>,
         deadline: Duration,
+        stall: Duration,
     ) -> HashMap<String, SeenOutcome> {
         let until = tokio::time::Instant::now() + deadline;
         let mut seen = HashMap::with_capacity(wanted.len());
+        let mut last = tokio::time::Instant::now();
         while seen.len() < wanted.len() {
-            match tokio::time::timeout_at(until, self.receiver.recv()).await {
+            let wait = until.min(last + stall);
+            match tokio::time::timeout_at(wait, self.receiver.recv()).await {
                 Ok(Some(outcome)) => {
                     if wanted.contains_key(&outcome.event_id) {
                         seen.entry(outcome.event_id.clone()).or_insert(outcome);
+                        last = tokio::time::Instant::now();
                     }
                 }
                 Ok(None) | Err(_) => break,
@@ -242,15 +247,19 @@ impl WorkerChild {
             .try_wait()
             .context("could not check the worker process")?
         {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
             bail!(
                 "the worker process exited ({status}) during the bench; its last log lines:\n{}",
-                tail.join("\n")
+                self.log_tail()
             );
         }
         Ok(())
+    }
+
+    /// The last lines of the child's log (stderr).
+    pub(crate) fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
     /// The peak resident set size so far (`VmHWM`), in bytes.

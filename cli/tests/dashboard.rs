@@ -485,3 +485,96 @@ async fn off_loopback_missing_or_forged_credentials_are_refused() {
 
     system.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_show_in_the_users_timeline_and_a_filter_is_purged_after_confirmation() {
+    let system = System::spawn().await;
+    let sku = system.emulator.tenant().skus[0].sku_part_number.clone();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let base = format!("http://{addr}");
+    let _dashboard = Running(dashboard(&system, &addr, &[]).spawn().expect("moss runs"));
+    answers(&format!("{base}/")).await;
+    // Let the dashboard bind its queue to the outcomes before anything fails.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let nowhere = format!(
+        "nowhere-{}.example",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut failed = Vec::new();
+    for name in ["dan", "eve"] {
+        let subject = uuid::Uuid::new_v4().to_string();
+        let upn = format!("{name}-{}@{nowhere}", &subject[..6]);
+        let added = user_added(&subject, &upn, &sku, name);
+        system.post(&added).await;
+        failed.push((upn, added["id"].as_str().unwrap().to_owned()));
+    }
+    dead_count_becomes(&system.broker, &system.topology, 2, Duration::from_secs(20)).await;
+    let (_driver, client) = browser().await;
+
+    // The user's timeline: dead-lettered, with the reason, and the letter waiting now.
+    let (dan_upn, dan_id) = &failed[0];
+    client
+        .goto(&format!("{base}/users?q={dan_upn}"))
+        .await
+        .unwrap();
+    let timeline = text_when(&client, "#timeline", "the timeline", |text| {
+        text.contains("dead_lettered")
+    })
+    .await;
+    assert!(
+        timeline.contains(dan_id) && timeline.contains("permanent"),
+        "{timeline}"
+    );
+    let mapping = text_when(&client, "#mapping", "the mapping", |_| true).await;
+    assert!(mapping.contains("no such user"), "{mapping}");
+    text_when(&client, "#user-letters", "the user's dead letter", |text| {
+        text.contains(dan_id.as_str())
+    })
+    .await;
+
+    // Purge everything of class permanent: a dry run, the button, then the browser's question.
+    client
+        .goto(&format!("{base}/dead-letters?class=permanent"))
+        .await
+        .unwrap();
+    text_when(&client, "#dead-letters", "the filtered table", |text| {
+        failed.iter().all(|(_, id)| text.contains(id.as_str()))
+    })
+    .await;
+    client
+        .find(Locator::Css("button[data-action=purge][data-scope=filter]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&client, "#preview", "the purge's dry run", |text| {
+        text.contains("would delete 2 dead letters")
+    })
+    .await;
+    client
+        .find(Locator::Css("#confirm"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let question = client.get_alert_text().await.expect("the browser asks");
+    assert!(question.contains("Purge 2"), "{question}");
+    client.accept_alert().await.unwrap();
+    let result = text_when(&client, "#action-result", "the purge's result", |_| true).await;
+    assert!(result.contains("purged 2 dead letters"), "{result}");
+    text_when(&client, "#letters", "an empty table", |text| {
+        text.contains("no dead letters")
+    })
+    .await;
+    eventually_async(Duration::from_secs(15), "an empty dead queue", || async {
+        dead_count(&system.broker, &system.topology).await == 0
+    })
+    .await;
+
+    client.close().await.unwrap();
+    system.finish().await;
+}

@@ -107,6 +107,24 @@ pub(crate) async fn refresh(shared: &Shared) {
     refresh_locked(shared).await;
 }
 
+/// The snapshot, read again first when it is older than `max_age` (a page shows what the
+/// operator just did or just saw fail, not what the last background read saw).
+pub(crate) async fn fresh(shared: &Shared, max_age: Duration) -> Snapshot {
+    let stale = |snapshot: &Snapshot| {
+        snapshot
+            .read_at
+            .is_none_or(|read_at| (Utc::now() - read_at).to_std().unwrap_or_default() > max_age)
+    };
+    if stale(&shared.letters.snapshot()) {
+        let _guard = shared.letters.queue.lock().await;
+        // Another request may have read it while this one waited.
+        if stale(&shared.letters.snapshot()) {
+            refresh_locked(shared).await;
+        }
+    }
+    shared.letters.snapshot()
+}
+
 async fn refresh_locked(shared: &Shared) {
     match read(shared).await {
         Ok(snapshot) => shared.letters.store(snapshot),

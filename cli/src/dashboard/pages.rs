@@ -12,9 +12,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Shared;
-use super::letters::{FilterForm, HELD};
+use super::letters::{FilterForm, HELD, Snapshot, fresh};
 use super::overview::{Overview, gather};
 use crate::operate::dead_letters::DeadLetter;
+
+/// A page reads the dead queue again when the last read is older than this.
+const PAGE_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Escapes text for HTML content and attribute values.
 pub(crate) fn esc(text: &str) -> String {
@@ -335,21 +338,20 @@ fn letters_table(letters: &[&DeadLetter], id: &str) -> String {
     html
 }
 
-fn filtered(shared: &Shared, form: &FilterForm) -> Result<Vec<DeadLetter>, String> {
+fn filtered(snapshot: &Snapshot, form: &FilterForm) -> Result<Vec<DeadLetter>, String> {
     let filters = form.filters().map_err(|error| format!("{error:#}"))?;
-    Ok(shared
+    Ok(snapshot
         .letters
-        .snapshot()
-        .letters
-        .into_iter()
+        .iter()
         .filter(|letter| filters.matches(letter))
+        .cloned()
         .collect())
 }
 
-fn letters_body(shared: &Shared, form: &FilterForm) -> String {
-    let snapshot = shared.letters.snapshot();
+async fn letters_body(shared: &Shared, form: &FilterForm) -> String {
+    let snapshot = fresh(shared, PAGE_FRESH).await;
     let mut html = String::new();
-    match filtered(shared, form) {
+    match filtered(&snapshot, form) {
         Err(error) => {
             let _ = write!(html, "<p class=\"error\">{}</p>", esc(&error));
         }
@@ -403,7 +405,7 @@ pub(crate) async fn letters_page(
         value(&form.user),
         value(&form.class),
         value(&form.since),
-        letters_body(&shared, &form)
+        letters_body(&shared, &form).await
     );
     page(&shared, "Dead letters", "Dead letters", &body)
 }
@@ -412,14 +414,14 @@ pub(crate) async fn letters_fragment(
     State(shared): State<Arc<Shared>>,
     Query(form): Query<FilterForm>,
 ) -> Html<String> {
-    Html(letters_body(&shared, &form))
+    Html(letters_body(&shared, &form).await)
 }
 
 pub(crate) async fn letter_page(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
 ) -> Response {
-    let snapshot = shared.letters.snapshot();
+    let snapshot = fresh(&shared, PAGE_FRESH).await;
     let Some(letter) = snapshot.letters.iter().find(|letter| letter.id == id) else {
         let body = format!(
             "<h1>Dead letter</h1><p class=\"error\">no dead letter has the id {}; it may have been replayed or purged. <a href=\"/dead-letters\">All dead letters</a></p>",
@@ -504,7 +506,7 @@ pub(crate) async fn letter_page(
 }
 
 pub(crate) async fn held_page(State(shared): State<Arc<Shared>>) -> Html<String> {
-    let snapshot = shared.letters.snapshot();
+    let snapshot = fresh(&shared, PAGE_FRESH).await;
     let held: Vec<&DeadLetter> = snapshot
         .letters
         .iter()
@@ -542,7 +544,7 @@ pub(crate) async fn users_page(
         html.push_str("<p class=\"muted\">Search a user by UPN (ana@contoso.com) or by the directory's subject.</p>");
         return page(&shared, "Users", "Users", &html);
     }
-    let snapshot = shared.letters.snapshot();
+    let snapshot = fresh(&shared, PAGE_FRESH).await;
     // The subject: given, or named by a dead letter or the tenant's anchor for this UPN.
     let mut subject = moss_schemas::Subject::parse(&q)
         .ok()

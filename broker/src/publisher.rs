@@ -2,6 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Confirmation, PublisherConfirm};
@@ -149,18 +150,29 @@ impl Publisher {
                 };
             }
         };
-        let mut sent: Vec<Result<PublisherConfirm, PublishError>> =
-            Vec::with_capacity(messages.len());
-        for message in messages {
-            let outcome = match to_wire(message) {
-                Err(error) => Err(error),
-                Ok(wire) => match tokio::time::timeout_at(deadline, send(&channel, wire)).await {
-                    Ok(Ok(confirm)) => Ok(confirm),
-                    Ok(Err(error)) => Err(PublishError::Channel(AmqpError(error))),
-                    Err(_) => Err(self.timeout_error()),
-                },
-            };
-            sent.push(outcome);
+        let total = messages.len();
+        let mut sent: Vec<Result<PublisherConfirm, PublishError>> = Vec::with_capacity(total);
+        // One timer for the whole batch rather than one per message (registering and cancelling
+        // a timer per publish is measurable at tens of thousands of messages per second).
+        let publish_all = async {
+            for message in messages {
+                let outcome = match to_wire(message) {
+                    Err(error) => Err(error),
+                    Ok(wire) => match send(&channel, wire).await {
+                        Ok(confirm) => Ok(confirm),
+                        Err(error) => Err(PublishError::Channel(AmqpError(error))),
+                    },
+                };
+                sent.push(outcome);
+            }
+        };
+        if tokio::time::timeout_at(deadline, publish_all)
+            .await
+            .is_err()
+        {
+            while sent.len() < total {
+                sent.push(Err(self.timeout_error()));
+            }
         }
         SentBatch {
             channel: Some(channel),
@@ -270,20 +282,35 @@ impl SentBatch {
     /// are in the order the messages were given. `publisher` must be the one that sent them:
     /// after a timeout it moves to a fresh channel.
     pub async fn confirmed(self, publisher: &Publisher) -> Vec<Result<(), PublishError>> {
-        let mut results = Vec::with_capacity(self.sent.len());
-        let mut timed_out = false;
-        for outcome in self.sent {
-            let result = match outcome {
-                Err(error) => Err(error),
-                Ok(confirm) => match tokio::time::timeout_at(self.deadline, confirm).await {
-                    Ok(confirmation) => confirmation_result(confirmation),
-                    Err(_) => {
-                        timed_out = true;
-                        Err(publisher.timeout_error())
-                    }
-                },
-            };
-            results.push(result);
+        let total = self.sent.len();
+        let mut results = Vec::with_capacity(total);
+        let mut outcomes = self.sent.into_iter();
+        // One timer for the batch, as in `send_batch`.
+        let await_all = async {
+            for outcome in outcomes.by_ref() {
+                let result = match outcome {
+                    Err(error) => Err(error),
+                    Ok(confirm) => confirmation_result(confirm.await),
+                };
+                results.push(result);
+            }
+        };
+        let timed_out = tokio::time::timeout_at(self.deadline, await_all)
+            .await
+            .is_err();
+        if timed_out {
+            // The one being awaited when time ran out has no confirm; later ones may have.
+            results.push(Err(publisher.timeout_error()));
+            for outcome in outcomes {
+                let result = match outcome {
+                    Err(error) => Err(error),
+                    Ok(confirm) => match confirm.now_or_never() {
+                        Some(confirmation) => confirmation_result(confirmation),
+                        None => Err(publisher.timeout_error()),
+                    },
+                };
+                results.push(result);
+            }
         }
         if timed_out && let Some(channel) = &self.channel {
             publisher.replace_channel(channel).await;

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use moss_schemas::{DecodeError, Envelope, EventBatch, SealingKey};
-use moss_store::Outbox;
+use moss_store::{Outbox, OutboxId};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use crate::metrics::{ProducerMetrics, TypeLabel};
 use crate::problem::{Problem, ProblemViolation};
 use crate::record::OutboxRecord;
-use crate::relay::RelayStatus;
+use crate::relay::{Handoff, Ready, RelayStatus};
 
 /// Media type of one structured-mode CloudEvent.
 pub const SINGLE_CONTENT_TYPE: &str = "application/cloudevents+json";
@@ -36,8 +36,103 @@ pub(crate) struct IngestState {
     pub(crate) token: Option<SecretString>,
     pub(crate) max_body_bytes: usize,
     pub(crate) metrics: Arc<ProducerMetrics>,
-    pub(crate) relay_wakeup: Arc<Notify>,
+    pub(crate) commits: GroupCommit,
     pub(crate) relay_status: Arc<RelayStatus>,
+}
+
+/// Group commit: one writer stores what concurrent requests accepted with one flush for all of
+/// them (a request that arrives while a flush runs waits for the next, together with the others
+/// that arrived meanwhile), then hands the flushed entries to the relay in id order and answers
+/// each request. A lone request costs what it did before: one append and one flush.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupCommit {
+    jobs: tokio::sync::mpsc::UnboundedSender<CommitJob>,
+}
+
+/// One request's events for the writer.
+struct CommitJob {
+    payloads: Vec<Vec<u8>>,
+    /// What the relay publishes for each payload (ids filled in once stored).
+    ready: Vec<Ready>,
+    reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Most entries stored under one flush; the rest wait for the next.
+const MAX_GROUP_ENTRIES: usize = 10_000;
+
+impl GroupCommit {
+    /// Starts the writer; it ends once every [`GroupCommit`] handle is dropped (await the
+    /// returned task before the store is closed).
+    pub(crate) fn start(
+        outbox: Outbox,
+        handoff: Arc<Handoff>,
+        relay_wakeup: Arc<Notify>,
+    ) -> (GroupCommit, tokio::task::JoinHandle<()>) {
+        let (jobs, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let writer = tokio::task::spawn_blocking(move || {
+            write_groups(&outbox, &handoff, &relay_wakeup, receiver);
+        });
+        (GroupCommit { jobs }, writer)
+    }
+
+    /// Stores `payloads` durably (one flush, possibly shared with other requests); `ready` is
+    /// what the relay publishes for each, in the same order.
+    async fn append(&self, payloads: Vec<Vec<u8>>, ready: Vec<Ready>) -> Result<(), String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(CommitJob {
+                payloads,
+                ready,
+                reply,
+            })
+            .map_err(|_| "the outbox writer has stopped".to_owned())?;
+        answer.await.unwrap_or_else(|_| {
+            Err("the outbox writer stopped before the write completed".to_owned())
+        })
+    }
+}
+
+fn write_groups(
+    outbox: &Outbox,
+    handoff: &Handoff,
+    relay_wakeup: &Notify,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<CommitJob>,
+) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut entries = first.payloads.len();
+        let mut group = vec![first];
+        while entries < MAX_GROUP_ENTRIES {
+            let Ok(job) = jobs.try_recv() else { break };
+            entries += job.payloads.len();
+            group.push(job);
+        }
+        let payloads: Vec<&[Vec<u8>]> = group.iter().map(|job| job.payloads.as_slice()).collect();
+        match outbox.append_groups(&payloads) {
+            Ok(ids) => {
+                // Offered before any 202 goes out, in id order (this is the only writer).
+                handoff.offer(group.iter_mut().zip(&ids).flat_map(|(job, ids)| {
+                    std::mem::take(&mut job.ready)
+                        .into_iter()
+                        .zip(ids)
+                        .map(|(mut ready, id)| {
+                            ready.id = *id;
+                            ready
+                        })
+                }));
+                relay_wakeup.notify_one();
+                for job in group {
+                    let _ = job.reply.send(Ok(()));
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, requests = group.len(), "outbox could not store accepted events; answered 503");
+                let text = error.to_string();
+                for job in group {
+                    let _ = job.reply.send(Err(text.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// The `202` body: the ids of the events now stored, in the order given.
@@ -115,55 +210,57 @@ async fn post_events(
         }
     };
 
-    let records: Vec<OutboxRecord> = events
-        .iter()
-        .map(|event| OutboxRecord {
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut ready = Vec::with_capacity(events.len());
+    let mut accepted = Vec::with_capacity(events.len());
+    let mut types = Vec::with_capacity(events.len());
+    for event in &events {
+        let record = OutboxRecord {
             message_id: event.id.to_string(),
             routing_key: format!("p{}", event.partition(state.partitions)),
             event_type: event.event_type().as_str().to_owned(),
             subject: event.subject.to_string(),
-            body: String::from_utf8(event.to_json_vec()).unwrap_or_default(),
-        })
-        .collect();
-    let payloads: Vec<Vec<u8>> = records.iter().map(OutboxRecord::to_bytes).collect();
-
-    let outbox = state.outbox.clone();
-    let stored = tokio::task::spawn_blocking(move || outbox.append_all(&payloads)).await;
-    match stored {
-        Ok(Ok(_ids)) => {}
-        Ok(Err(error)) => {
-            tracing::error!(error = %error, "outbox could not store accepted events; answered 503");
-            state.metrics.reject("not_stored");
-            return Problem::not_stored(&error.to_string()).into_response();
-        }
-        Err(join_error) => {
-            tracing::error!(error = %join_error, "outbox write task failed; answered 503");
-            state.metrics.reject("not_stored");
-            return Problem::not_stored("the write did not complete").into_response();
-        }
-    }
-    state.relay_wakeup.notify_one();
-
-    for record in &records {
+            body: event.to_json_vec(),
+        };
+        let bytes = match record.to_bytes() {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                // Validation keeps every field far inside the record's limits.
+                tracing::error!(error = %error, "an accepted event does not fit an outbox record; answered 503");
+                state.metrics.reject("not_stored");
+                return Problem::not_stored(&error.to_string()).into_response();
+            }
+        };
         tracing::debug!(event_id = %record.message_id, subject = %record.subject, r#type = %record.event_type, "accepted");
+        payloads.push(bytes);
+        accepted.push(record.message_id.clone());
+        types.push(record.event_type);
+        ready.push(Ready {
+            id: OutboxId::from_u64(0),
+            message_id: record.message_id,
+            routing_key: record.routing_key,
+            body: record.body,
+        });
+    }
+    drop(events);
+
+    if let Err(error) = state.commits.append(payloads, ready).await {
+        state.metrics.reject("not_stored");
+        return Problem::not_stored(&error).into_response();
+    }
+
+    for event_type in types {
         state
             .metrics
             .accepted
-            .get_or_create(&TypeLabel {
-                r#type: record.event_type.clone(),
-            })
+            .get_or_create(&TypeLabel { r#type: event_type })
             .inc();
     }
     state
         .metrics
         .accept_seconds
         .observe(started.elapsed().as_secs_f64());
-    let accepted = Accepted {
-        accepted: records
-            .into_iter()
-            .map(|record| record.message_id)
-            .collect(),
-    };
+    let accepted = Accepted { accepted };
     (StatusCode::ACCEPTED, axum::Json(accepted)).into_response()
 }
 

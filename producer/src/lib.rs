@@ -193,6 +193,9 @@ pub async fn start(
     let metrics = metrics::ProducerMetrics::new();
     let wakeup = Arc::new(Notify::new());
     let status = Arc::new(relay::RelayStatus::default());
+    let handoff = Arc::new(relay::Handoff::default());
+    let (commits, writer) =
+        ingest::GroupCommit::start(outbox.clone(), Arc::clone(&handoff), Arc::clone(&wakeup));
     let state = Arc::new(ingest::IngestState {
         outbox: outbox.clone(),
         sealing_key: settings.sealing_key.clone(),
@@ -200,7 +203,7 @@ pub async fn start(
         token: settings.ingest_token.clone(),
         max_body_bytes: settings.max_body_bytes,
         metrics: Arc::clone(&metrics),
-        relay_wakeup: Arc::clone(&wakeup),
+        commits,
         relay_status: Arc::clone(&status),
     });
 
@@ -243,12 +246,15 @@ pub async fn start(
     let relay = relay::Relay {
         settings: settings.relay,
         outbox,
+        handoff,
         wakeup,
         status,
         metrics,
     };
     let relay_shutdown = shutdown.clone();
     tasks.push(tokio::spawn(relay.run(relay_shutdown)));
+    // The outbox writer ends once the listeners (which hold the ingest state) have stopped.
+    tasks.push(writer);
 
     tracing::info!(%ingest_addr, "producer ingest listening");
     Ok(RunningProducer {

@@ -3,17 +3,28 @@
 //! away the relay reconnects with backoff and the ingest keeps accepting into the outbox, so a
 //! broker outage is a backlog, never a loss.
 //!
-//! Up to two batches are on the wire at once: the next is sent while RabbitMQ confirms the one
-//! before (on one channel, so order holds), which keeps the broker busy between batches.
+//! A sliding window: entries go out in chunks of `batch_size`, and up to [`WINDOW_CHUNKS`] chunks
+//! are on the wire at once (on one channel, so order holds). When the oldest chunk's confirms are
+//! in, its entries are removed from the outbox and the next chunk is sent; RabbitMQ always has
+//! work while the relay reads and removes.
 //!
-//! Order: entries are read in append order and published in that order on one channel, so a
-//! subject's events reach their partition queue in the order they were accepted. If a publish
-//! fails in the middle of a pipelined batch, later events of the same subject may already be
-//! queued when the failed one is resent; workers recognise the resent one by its `sequence` as
-//! stale (the later event carries the newer desired state), so the end state still holds.
+//! Where the entries come from: the outbox is the truth, but reading back what the ingest has
+//! just written costs a tree walk and a decode per entry. So the ingest's group-commit writer
+//! also hands every entry it has flushed to the relay in memory ([`Handoff`]), in id order. The
+//! relay reads the outbox (a *scan*) after it starts, after any failure and whenever the handoff
+//! overflowed; once a scan reaches the outbox's tail it takes from the handoff (*live*), skipping
+//! what the scan already sent. Nothing the handoff misses is lost: an entry is in the outbox
+//! before it is offered, and a dropped offer sends the relay back to scanning.
+//!
+//! Order: entries are published in id (append) order on one channel, so a subject's events
+//! reach their partition queue in the order they were accepted. If a publish fails in the middle
+//! of the window, later events of the same subject may already be queued when the failed one is
+//! resent; workers recognise the resent one by its `sequence` as stale (the later event carries
+//! the newer desired state), so the end state still holds.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moss_broker::{
@@ -24,7 +35,15 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{ProducerMetrics, ReasonLabel};
-use crate::record::OutboxRecord;
+use crate::record::Stored;
+
+/// How many chunks of `batch_size` entries may await their confirms at once.
+pub(crate) const WINDOW_CHUNKS: usize = 4;
+
+/// Most entries (and bytes of bodies) the handoff holds before it stops taking more and the
+/// relay goes back to reading the outbox: a broker outage must not grow memory without bound.
+const HANDOFF_MAX_ENTRIES: usize = 100_000;
+const HANDOFF_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// How the relay talks to RabbitMQ.
 #[derive(Debug, Clone)]
@@ -33,7 +52,8 @@ pub struct RelaySettings {
     pub amqp_url: String,
     /// The exchange and queue names.
     pub topology: Topology,
-    /// How many outbox entries are published before their confirms are awaited together.
+    /// How many outbox entries are read, published and removed together (a chunk); up to
+    /// [`WINDOW_CHUNKS`] chunks await their confirms at once.
     pub batch_size: usize,
     /// Longest wait between reconnect attempts while RabbitMQ is away.
     pub max_reconnect_delay: Duration,
@@ -51,6 +71,171 @@ impl RelayStatus {
     }
 }
 
+/// An entry ready to publish: where it sits in the outbox and what goes on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ready {
+    pub(crate) id: OutboxId,
+    pub(crate) message_id: String,
+    pub(crate) routing_key: String,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Entries the ingest has stored and flushed, handed to the relay in memory, in id order. Only
+/// the ingest's single group-commit writer offers, so the order is the outbox's.
+#[derive(Debug, Default)]
+pub(crate) struct Handoff {
+    state: Mutex<HandoffState>,
+}
+
+#[derive(Debug, Default)]
+struct HandoffState {
+    entries: VecDeque<Ready>,
+    bytes: usize,
+    /// An offer was dropped (the handoff was full): the relay must read the outbox.
+    overflowed: bool,
+}
+
+/// What [`Handoff::take`] found.
+enum Taken {
+    Entries(Vec<Ready>),
+    /// Entries were dropped since the last take; the outbox holds them.
+    Overflowed,
+}
+
+impl Handoff {
+    /// Hands over entries that are in the outbox and flushed, in id order.
+    pub(crate) fn offer(&self, ready: impl IntoIterator<Item = Ready>) {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.overflowed {
+            return;
+        }
+        for entry in ready {
+            if state.entries.len() >= HANDOFF_MAX_ENTRIES
+                || state.bytes + entry.body.len() > HANDOFF_MAX_BYTES
+            {
+                // The relay is far behind (RabbitMQ away): drop everything and let it scan.
+                state.entries = VecDeque::new();
+                state.bytes = 0;
+                state.overflowed = true;
+                return;
+            }
+            state.bytes += entry.body.len();
+            state.entries.push_back(entry);
+        }
+    }
+
+    fn take(&self, limit: usize) -> Taken {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.overflowed {
+            state.overflowed = false;
+            return Taken::Overflowed;
+        }
+        let count = limit.min(state.entries.len());
+        let taken: Vec<Ready> = state.entries.drain(..count).collect();
+        state.bytes -= taken.iter().map(|entry| entry.body.len()).sum::<usize>();
+        Taken::Entries(taken)
+    }
+}
+
+/// Where the relay's next entries come from: the outbox (scan) until it reaches the tail, then
+/// the handoff (live). `cursor` is the last id put on the wire.
+struct Feed {
+    outbox: Outbox,
+    handoff: Arc<Handoff>,
+    cursor: Option<OutboxId>,
+    live: bool,
+}
+
+impl Feed {
+    /// Starts over from the outbox's head: what was not confirmed is sent again, in order.
+    fn restart(&mut self) {
+        self.cursor = None;
+        self.live = false;
+    }
+
+    /// Up to `limit` entries after the cursor, in id order; none when there is nothing to send.
+    async fn next(&mut self, limit: usize) -> Result<Vec<Ready>, moss_store::StoreError> {
+        loop {
+            if !self.live {
+                let entries = read_outbox(&self.outbox, self.cursor, limit).await?;
+                // Fewer than asked: the scan reached the tail; what is appended from now on is
+                // offered to the handoff too.
+                self.live = entries.len() < limit;
+                if let Some(last) = entries.last() {
+                    // Past unreadable entries too: they stay in the outbox, logged.
+                    self.cursor = Some(last.id);
+                }
+                let ready = decode(entries);
+                if !ready.is_empty() {
+                    return Ok(ready);
+                }
+                if !self.live {
+                    continue;
+                }
+            }
+            match self.handoff.take(limit) {
+                Taken::Overflowed => self.live = false,
+                Taken::Entries(taken) => {
+                    let taken_any = !taken.is_empty();
+                    let cursor = self.cursor;
+                    let fresh: Vec<Ready> = taken
+                        .into_iter()
+                        .filter(|entry| cursor.is_none_or(|cursor| entry.id > cursor))
+                        .collect();
+                    if let Some(last) = fresh.last() {
+                        self.cursor = Some(last.id);
+                        return Ok(fresh);
+                    }
+                    if !taken_any {
+                        return Ok(Vec::new());
+                    }
+                    // Only entries the scan had already sent: look again.
+                }
+            }
+        }
+    }
+}
+
+async fn read_outbox(
+    outbox: &Outbox,
+    after: Option<OutboxId>,
+    limit: usize,
+) -> Result<Vec<OutboxEntry>, moss_store::StoreError> {
+    let outbox = outbox.clone();
+    tokio::task::spawn_blocking(move || outbox.pending(after, limit))
+        .await
+        .unwrap_or_else(|_| Ok(Vec::new()))
+}
+
+/// The stored entries as messages. An entry this producer cannot read was written by an
+/// incompatible version: it is left in place, loudly.
+fn decode(entries: Vec<OutboxEntry>) -> Vec<Ready> {
+    let mut ready = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match Stored::parse(&entry.payload) {
+            Ok(stored) => {
+                let record = stored.view();
+                ready.push(Ready {
+                    id: entry.id,
+                    message_id: record.message_id.to_owned(),
+                    routing_key: record.routing_key.to_owned(),
+                    body: record.body.to_vec(),
+                });
+            }
+            Err(error) => {
+                tracing::error!(outbox_id = entry.id.get(), error = %error, "unreadable outbox entry left in place");
+            }
+        }
+    }
+    ready
+}
+
 /// A connection ready to publish.
 struct Link {
     broker: Broker,
@@ -60,19 +245,20 @@ struct Link {
 pub(crate) struct Relay {
     pub(crate) settings: RelaySettings,
     pub(crate) outbox: Outbox,
+    pub(crate) handoff: Arc<Handoff>,
     pub(crate) wakeup: Arc<Notify>,
     pub(crate) status: Arc<RelayStatus>,
     pub(crate) metrics: Arc<ProducerMetrics>,
 }
 
-/// A batch on the wire: the outbox ids it came from, in order, and its pending confirms.
+/// A chunk on the wire: the outbox ids it came from, in order, and its pending confirms.
 struct InFlight {
     ids: Vec<OutboxId>,
     sent: SentBatch,
 }
 
 impl Relay {
-    /// Runs until `shutdown`; the batches in flight are finished (their confirms awaited) before
+    /// Runs until `shutdown`; the chunks in flight are finished (their confirms awaited) before
     /// it returns.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
         let mut reconnect_delay = Duration::from_millis(100);
@@ -101,20 +287,24 @@ impl Relay {
         tracing::info!(backlog = self.outbox.len(), "relay stopped");
     }
 
-    /// Moves the outbox to RabbitMQ over one link, with up to two batches on the wire: while
-    /// RabbitMQ confirms one, the next is read and sent (stop-and-wait would idle the broker
-    /// between batches). Returns when the link is lost or on shutdown, with nothing in flight.
+    /// Moves the outbox to RabbitMQ over one link with a sliding window of chunks: while
+    /// RabbitMQ confirms the older chunks, newer ones are read and sent. Returns when the link
+    /// is lost or on shutdown, with nothing in flight.
     async fn pump(&self, link: &Link, shutdown: &CancellationToken) {
-        // The last outbox id on the wire: the next read starts after it. Reset to the start after a
-        // failure, so what was not confirmed is sent again, in order.
-        let mut cursor: Option<OutboxId> = None;
-        let mut in_flight: Option<InFlight> = None;
+        let chunk = self.settings.batch_size.max(1);
+        let mut feed = Feed {
+            outbox: self.outbox.clone(),
+            handoff: Arc::clone(&self.handoff),
+            cursor: None,
+            live: false,
+        };
+        let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(WINDOW_CHUNKS);
         let mut retry_delay = Duration::from_millis(100);
         loop {
-            let entries = if shutdown.is_cancelled() {
+            let entries = if shutdown.is_cancelled() || in_flight.len() >= WINDOW_CHUNKS {
                 Vec::new()
             } else {
-                match self.read_batch(cursor).await {
+                match feed.next(chunk).await {
                     Ok(entries) => entries,
                     Err(error) => {
                         tracing::error!(error = %error, "relay could not read the outbox");
@@ -123,14 +313,25 @@ impl Relay {
                 }
             };
             if entries.is_empty() {
-                if let Some(batch) = in_flight.take() {
-                    match self.settle(link, batch).await {
+                if let Some(oldest) = in_flight.pop_front() {
+                    match self.settle(link, oldest).await {
                         BatchEnd::AllConfirmed => retry_delay = Duration::from_millis(100),
                         BatchEnd::SomeNotConfirmed => {
-                            cursor = None;
+                            // Let the newer chunks settle too, then start again from the
+                            // outbox's head.
+                            while let Some(newer) = in_flight.pop_front() {
+                                if self.settle(link, newer).await == BatchEnd::LinkLost {
+                                    self.abandon(link, in_flight).await;
+                                    return;
+                                }
+                            }
+                            feed.restart();
                             self.pause(shutdown, &mut retry_delay).await;
                         }
-                        BatchEnd::LinkLost => return,
+                        BatchEnd::LinkLost => {
+                            self.abandon(link, in_flight).await;
+                            return;
+                        }
                     }
                     continue;
                 }
@@ -147,31 +348,16 @@ impl Relay {
                 continue;
             }
 
-            cursor = entries.last().map(|entry| entry.id);
             let (ids, messages) = self.messages(entries);
             let sent = link.publisher.send_batch(messages).await;
-            let Some(previous) = in_flight.replace(InFlight { ids, sent }) else {
-                continue;
-            };
-            match self.settle(link, previous).await {
-                BatchEnd::AllConfirmed => retry_delay = Duration::from_millis(100),
-                BatchEnd::SomeNotConfirmed => {
-                    // Let the newer batch settle too, then start again from the outbox's head.
-                    if let Some(newer) = in_flight.take()
-                        && self.settle(link, newer).await == BatchEnd::LinkLost
-                    {
-                        return;
-                    }
-                    cursor = None;
-                    self.pause(shutdown, &mut retry_delay).await;
-                }
-                BatchEnd::LinkLost => {
-                    if let Some(newer) = in_flight.take() {
-                        let _ = self.settle(link, newer).await;
-                    }
-                    return;
-                }
-            }
+            in_flight.push_back(InFlight { ids, sent });
+        }
+    }
+
+    /// The link is gone: settle what is left (removing whatever was confirmed after all).
+    async fn abandon(&self, link: &Link, in_flight: VecDeque<InFlight>) {
+        for batch in in_flight {
+            let _ = self.settle(link, batch).await;
         }
     }
 
@@ -188,45 +374,27 @@ impl Relay {
         self.metrics.broker_connected.set(i64::from(connected));
     }
 
-    async fn read_batch(
-        &self,
-        after: Option<OutboxId>,
-    ) -> Result<Vec<OutboxEntry>, moss_store::StoreError> {
-        let outbox = self.outbox.clone();
-        let limit = self.settings.batch_size;
-        tokio::task::spawn_blocking(move || outbox.pending(after, limit))
-            .await
-            .unwrap_or_else(|_| Ok(Vec::new()))
-    }
-
-    /// The messages to publish for `entries`, with the ids they came from. An entry this producer
-    /// cannot read was written by an incompatible version: it is left in place, loudly.
-    fn messages(&self, entries: Vec<OutboxEntry>) -> (Vec<OutboxId>, Vec<OutgoingMessage>) {
+    /// The messages to publish for `entries`, with the ids they came from.
+    fn messages(&self, entries: Vec<Ready>) -> (Vec<OutboxId>, Vec<OutgoingMessage>) {
+        let exchange = self.settings.topology.events_exchange();
         let mut ids = Vec::with_capacity(entries.len());
         let mut messages = Vec::with_capacity(entries.len());
         for entry in entries {
-            match OutboxRecord::from_bytes(&entry.payload) {
-                Ok(record) => {
-                    ids.push(entry.id);
-                    messages.push(OutgoingMessage {
-                        exchange: self.settings.topology.events_exchange(),
-                        routing_key: record.routing_key,
-                        message_id: record.message_id,
-                        body: record.body.into_bytes(),
-                        content_type: moss_schemas::Envelope::CONTENT_TYPE.to_owned(),
-                        headers: Headers::new(),
-                        persistence: Persistence::Persistent,
-                    });
-                }
-                Err(error) => {
-                    tracing::error!(outbox_id = entry.id.get(), error = %error, "unreadable outbox entry left in place");
-                }
-            }
+            ids.push(entry.id);
+            messages.push(OutgoingMessage {
+                exchange: exchange.clone(),
+                routing_key: entry.routing_key,
+                message_id: entry.message_id,
+                body: entry.body,
+                content_type: moss_schemas::Envelope::CONTENT_TYPE.to_owned(),
+                headers: Headers::new(),
+                persistence: Persistence::Persistent,
+            });
         }
         (ids, messages)
     }
 
-    /// Waits for a batch's confirms and removes what RabbitMQ confirmed from the outbox.
+    /// Waits for a chunk's confirms and removes what RabbitMQ confirmed from the outbox.
     async fn settle(&self, link: &Link, batch: InFlight) -> BatchEnd {
         let results = batch.sent.confirmed(&link.publisher).await;
         let mut confirmed = Vec::with_capacity(batch.ids.len());
@@ -308,4 +476,48 @@ async fn connect(settings: &RelaySettings) -> Result<Link, moss_broker::BrokerEr
     broker.declare(&settings.topology).await?;
     let publisher = broker.publisher().await?;
     Ok(Link { broker, publisher })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(id: u64) -> Ready {
+        Ready {
+            id: OutboxId::from_u64(id),
+            message_id: format!("m{id}"),
+            routing_key: "p0".to_owned(),
+            body: vec![b'x'; 10],
+        }
+    }
+
+    fn ids(taken: Taken) -> Option<Vec<u64>> {
+        match taken {
+            Taken::Entries(entries) => Some(entries.iter().map(|entry| entry.id.get()).collect()),
+            Taken::Overflowed => None,
+        }
+    }
+
+    #[test]
+    fn the_handoff_gives_entries_in_order_in_chunks() {
+        let handoff = Handoff::default();
+        handoff.offer((1..=5).map(ready));
+        assert_eq!(ids(handoff.take(3)), Some(vec![1, 2, 3]));
+        assert_eq!(ids(handoff.take(3)), Some(vec![4, 5]));
+        assert_eq!(ids(handoff.take(3)), Some(vec![]));
+    }
+
+    #[test]
+    fn a_full_handoff_drops_everything_and_says_so_once() {
+        let handoff = Handoff::default();
+        handoff.offer((1..=HANDOFF_MAX_ENTRIES as u64 + 1).map(ready));
+        // Later offers are dropped too until the relay has noticed (it then reads the outbox).
+        handoff.offer([ready(HANDOFF_MAX_ENTRIES as u64 + 2)]);
+        assert_eq!(ids(handoff.take(10)), None);
+        handoff.offer([ready(HANDOFF_MAX_ENTRIES as u64 + 3)]);
+        assert_eq!(
+            ids(handoff.take(10)),
+            Some(vec![HANDOFF_MAX_ENTRIES as u64 + 3])
+        );
+    }
 }

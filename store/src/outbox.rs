@@ -156,6 +156,40 @@ impl Outbox {
         Ok(ids)
     }
 
+    /// Group commit: stores several callers' batches with one fsync for all of them. Each group
+    /// gets its ids back in order, and ids grow across the groups in the order given. Either
+    /// every group is stored or none is (on a failed flush all are withdrawn), so each caller's
+    /// batch is still whole or absent. Blocking.
+    pub fn append_groups(&self, groups: &[&[Vec<u8>]]) -> Result<Vec<Vec<OutboxId>>, StoreError> {
+        let ids = {
+            let _order = self.store.lock_append_order();
+            let mut batch = sled::Batch::default();
+            let mut ids = Vec::with_capacity(groups.len());
+            for payloads in groups {
+                let mut group = Vec::with_capacity(payloads.len());
+                for payload in *payloads {
+                    let id = OutboxId(
+                        self.store
+                            .inner
+                            .db
+                            .generate_id()
+                            .during("number an outbox entry")?,
+                    );
+                    batch.insert(&id.key(), payload.as_slice());
+                    group.push(id);
+                }
+                ids.push(group);
+            }
+            self.tree
+                .apply_batch(batch)
+                .during("append to the outbox")?;
+            ids
+        };
+        let all: Vec<OutboxId> = ids.iter().flatten().copied().collect();
+        self.flush_or_withdraw(&all)?;
+        Ok(ids)
+    }
+
     /// Like [`Outbox::append_all`], with the fsync on sled's thread pool.
     pub async fn append_all_async(
         &self,

@@ -823,6 +823,8 @@ async fn lifecycles_survive_kills_broker_restarts_and_a_faulty_tenant() {
     let expected_dead = doomed_ids.len();
     let mut settled_since: Option<Instant> = None;
     let mut reached: HashSet<usize> = HashSet::new();
+    // Set when the deadline passes: the verdict is still taken and printed, then the test fails.
+    let mut unsettled: Option<String> = None;
     loop {
         let now = Instant::now();
         if now > deadline {
@@ -867,12 +869,12 @@ async fn lifecycles_survive_kills_broker_restarts_and_a_faulty_tenant() {
                     );
                 }
             }
-            panic!(
-                "the run did not settle within {deadline_secs} s (seed {seed}, {} of {} committed writes seen, chaos {chaos_done:?}); the processes said:\n{}",
+            unsettled = Some(format!(
+                "the run did not settle within {deadline_secs} s (seed {seed}, {} committed writes seen, chaos {chaos_done:?}); the processes said:\n{}",
                 trail.committed_writes(),
-                events.len(),
                 launch.logs()
-            );
+            ));
+            break;
         }
         let state = emulator.state();
         history.sample(&state.users);
@@ -1022,7 +1024,9 @@ async fn lifecycles_survive_kills_broker_restarts_and_a_faulty_tenant() {
         }
         tokio::time::sleep(Duration::from_millis(if full { 250 } else { 100 })).await;
     }
-    poster.await.unwrap();
+    if unsettled.is_none() {
+        poster.await.unwrap();
+    }
     history.sample(&emulator.state().users);
     trail.poll(&emulator);
     let settle_secs = started.elapsed().as_secs_f64();
@@ -1216,6 +1220,11 @@ async fn lifecycles_survive_kills_broker_restarts_and_a_faulty_tenant() {
     drop(workers);
     emulator.shutdown().await;
 
+    if let Some(why) = &unsettled {
+        panic!(
+            "{why}\n{report}\nlost: {lost:#?}\nmisordered: {misordered:#?}\nduplicated: {duplicated:#?}"
+        );
+    }
     assert_eq!(
         trail.missed, 0,
         "the emulator's log overflowed before it was read"

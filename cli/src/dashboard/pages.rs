@@ -320,7 +320,7 @@ fn letters_table(letters: &[&DeadLetter], id: &str) -> String {
             .unwrap_or_default();
         let _ = write!(
             html,
-            "<tr data-id=\"{id_attr}\"><td><input type=\"checkbox\" class=\"pick\" value=\"{id_attr}\"></td><td title=\"{dead_at}\">{age}</td>\
+            "<tr data-id=\"{id_attr}\"><td><input type=\"checkbox\" class=\"pick\" value=\"{id_attr}\"></td><td class=\"nowrap\" title=\"{dead_at}\">{age}</td>\
 <td>{kind}</td><td>{who}</td><td><span class=\"class {class}\">{class}</span></td><td class=\"reason\">{reason}</td><td class=\"num\">{attempt}</td>\
 <td><a class=\"mono\" href=\"/dead-letters/{id_attr}\">{id_text}</a></td></tr>",
             id_attr = esc(&letter.id),

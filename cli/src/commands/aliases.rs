@@ -48,7 +48,7 @@ pub(crate) async fn run(command: AliasesCommand, file: &FileConfig) -> Result<()
             args.address
         )
     })?;
-    let online = online_client(&args.tenant, file)?;
+    let online = online_client(&args.tenant, file).await?;
     accepted_domain(&online, &address).await?;
     let user = require_user(&online, &args.user).await?;
     let identity = RecipientId::parse(&user.upn)

@@ -375,7 +375,7 @@ async fn add(args: AddArgs, file: &FileConfig) -> Result<()> {
         "members": [],
     });
     check_fields(&data_check, args.description.as_deref())?;
-    let online = online_client(&args.tenant, file)?;
+    let online = online_client(&args.tenant, file).await?;
     let tenancy = Tenancy::read(&online).await?;
     if let Some(existing) = tenancy.find(&name) {
         bail!(
@@ -471,7 +471,7 @@ async fn members(args: MembersArgs, file: &FileConfig) -> Result<()> {
     if args.add.is_empty() && args.remove.is_empty() {
         bail!("say what changes: --add MEMBER and/or --remove MEMBER");
     }
-    let online = online_client(&args.tenant, file)?;
+    let online = online_client(&args.tenant, file).await?;
     let tenancy = Tenancy::read(&online).await?;
     let group = require_group(&tenancy, &args.group)?;
     let current: HashSet<String> = tenancy.members_of(group).iter().map(member_id).collect();
@@ -547,7 +547,7 @@ async fn members(args: MembersArgs, file: &FileConfig) -> Result<()> {
 }
 
 async fn user(args: UserArgs, file: &FileConfig) -> Result<()> {
-    let online = online_client(&args.tenant, file)?;
+    let online = online_client(&args.tenant, file).await?;
     let user = require_user(&online, &args.user).await?;
     let tenancy = Tenancy::read(&online).await?;
     let memberships = tenancy.memberships(&user.id);
@@ -594,7 +594,7 @@ async fn user(args: UserArgs, file: &FileConfig) -> Result<()> {
 }
 
 async fn remove(args: RemoveArgs, file: &FileConfig) -> Result<()> {
-    let online = online_client(&args.tenant, file)?;
+    let online = online_client(&args.tenant, file).await?;
     let tenancy = Tenancy::read(&online).await?;
     let group = require_group(&tenancy, &args.group)?;
     let parents: Vec<String> = tenancy

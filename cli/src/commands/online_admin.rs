@@ -13,6 +13,7 @@ use moss_schemas::Subject;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+use crate::commands::emulator::DEFAULT_EMULATOR_LISTEN;
 use crate::commands::producer::DEFAULT_INGEST_ADDR;
 use crate::commands::worker::TenantArgs;
 use crate::config::{self, FileConfig, layered};
@@ -34,10 +35,57 @@ pub(crate) struct PublishTarget {
     pub(crate) yes: bool,
 }
 
-/// The tenant's client, from the same settings a worker uses.
-pub(crate) fn online_client(tenant: &TenantArgs, file: &FileConfig) -> Result<OnlineClient> {
-    let config = tenant.online_config(file)?;
+/// The tenant's client, from the same settings a worker uses. With no tenant configured,
+/// `moss up` serves the emulator, so these commands talk to that.
+pub(crate) async fn online_client(tenant: &TenantArgs, file: &FileConfig) -> Result<OnlineClient> {
+    let config = if tenant.configured(file) {
+        tenant.online_config(file)?
+    } else {
+        emulator_config(file).await?
+    };
     OnlineClient::new(config).context("the tenant settings are not usable")
+}
+
+/// The emulator `moss up` starts when no tenant is configured, at `MOSS_EMULATOR_LISTEN`; its
+/// tenant and app credentials come from its `/_emulator/tenant` control page.
+async fn emulator_config(file: &FileConfig) -> Result<moss_online::OnlineConfig> {
+    let listen = std::env::var("MOSS_EMULATOR_LISTEN")
+        .ok()
+        .filter(|value| !value.is_empty())
+        .or_else(|| file.emulator_listen.clone())
+        .unwrap_or_else(|| DEFAULT_EMULATOR_LISTEN.to_owned());
+    let addr = config::socket_addr(&listen, "MOSS_EMULATOR_LISTEN")?;
+    let base = format!("http://{addr}");
+    let unreachable = || {
+        format!(
+            "no tenant is configured (MOSS_TENANT_ID) and no emulator answers at {base}; set the tenant, or start `moss up`"
+        )
+    };
+    let tenant: Value = reqwest::Client::new()
+        .get(format!("{base}/_emulator/tenant"))
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .with_context(unreachable)?
+        .error_for_status()
+        .with_context(unreachable)?
+        .json()
+        .await
+        .with_context(unreachable)?;
+    let field = |name: &str| {
+        tenant
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .with_context(unreachable)
+    };
+    eprintln!("moss: no tenant is configured (MOSS_TENANT_ID); using the emulator at {base}");
+    Ok(moss_online::OnlineConfig::new(
+        field("tenant_id")?,
+        field("client_id")?,
+        SecretString::from(field("client_secret")?),
+    )
+    .with_single_base_url(&base))
 }
 
 /// Turns a failed read of the tenant into one sentence.

@@ -12,6 +12,7 @@
 //! recent deletes, see [`DeleteWindow`]); a directory watcher keeps
 //! `cursor/<name>` (its cookie and what it last saw of each object, see [`Cursor`]).
 
+mod awaiting;
 mod cursor;
 mod delete_window;
 mod error;
@@ -21,6 +22,7 @@ mod outbox;
 mod quarantine;
 mod store;
 
+pub use awaiting::{AwaitingLicence, AwaitingRecord};
 pub use cursor::{Cursor, CursorWrite};
 pub use delete_window::{DeleteKind, DeleteWindow};
 pub use error::StoreError;

@@ -12,6 +12,7 @@
 //! It never speaks AMQP or HTTP itself and never parses Microsoft's bodies: RabbitMQ is behind
 //! moss-broker, sled behind moss-store, Microsoft behind moss-online.
 
+mod awaiting;
 mod circuit;
 mod control;
 mod counters;
@@ -36,6 +37,7 @@ use moss_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use awaiting::DEFAULT_LICENCE_RECHECK;
 pub use circuit::{Circuit, CircuitSettings, CircuitState};
 pub use control::{CONTROL, CONTROL_CONTENT_TYPE, RELEASE_QUARANTINE, ReleaseQuarantine};
 pub use counters::{CounterSnapshot, Counters, OUTCOME_KINDS, SETTLE_BUCKETS};
@@ -64,6 +66,7 @@ pub struct RunningWorker {
     counters: Arc<Counters>,
     circuit: Arc<Circuit>,
     pacer: Arc<AdaptivePacer>,
+    ctx: Arc<WorkerContext>,
     task: JoinHandle<Result<(), WorkerError>>,
 }
 
@@ -79,6 +82,16 @@ impl RunningWorker {
     /// The circuit's state now.
     pub fn circuit_state(&self) -> CircuitState {
         self.circuit.state()
+    }
+
+    /// Users whose online account awaits a free licence seat now (`moss status`).
+    pub fn awaiting_licence(&self) -> usize {
+        self.ctx.tenant.awaiting.count()
+    }
+
+    /// Users the worker licensed since it started after they had awaited a seat.
+    pub fn licences_resumed(&self) -> u64 {
+        self.ctx.tenant.awaiting.resumed()
     }
 
     /// The adaptive write rate now, in writes per second.
@@ -127,6 +140,7 @@ pub async fn start(
         pacing,
         delete_guard,
         shutdown_grace,
+        licence_recheck,
     } = settings;
     let store = Store::open(&store_path)?;
     let pacer = Arc::new(AdaptivePacer::new(pacing));
@@ -152,6 +166,7 @@ pub async fn start(
             online,
             opening_key,
             mapping: store.mapping()?,
+            awaiting: awaiting::Awaiting::new(store.awaiting_licence()?, licence_recheck),
         },
         outcomes: outcomes.clone(),
         store: store.clone(),
@@ -171,6 +186,11 @@ pub async fn start(
         Arc::clone(&counters),
         relay_stop.clone(),
     ));
+    let resumer = tokio::spawn(awaiting::run(
+        Arc::clone(&ctx),
+        Arc::clone(&circuit),
+        shutdown.clone(),
+    ));
     let mut partitions = tokio::task::JoinSet::new();
     for partition in 0..topology.partitions() {
         partitions.spawn(partition::run_partition(
@@ -187,6 +207,7 @@ pub async fn start(
         prefetch,
         "worker consuming"
     );
+    let worker_ctx = Arc::clone(&ctx);
     let task = tokio::spawn(async move {
         let mut failure = None;
         while let Some(joined) = partitions.join_next().await {
@@ -198,6 +219,7 @@ pub async fn start(
         // close the connection (channels first, as the consumers already did).
         relay_stop.cancel();
         let _ = relay.await;
+        let _ = resumer.await;
         if let Err(error) = ctx.dead_letters.close().await {
             tracing::debug!(error = %error, "closing the dead-letter channel");
         }
@@ -213,6 +235,7 @@ pub async fn start(
         counters,
         circuit,
         pacer,
+        ctx: worker_ctx,
         task,
     })
 }

@@ -72,6 +72,9 @@ pub struct WorkerSettings {
     /// How long shutdown waits for attempts already in flight before handing their
     /// deliveries back.
     pub shutdown_grace: Duration,
+    /// How often the worker looks for free licence seats while users await them (it also
+    /// looks at once after an unassignment or removal).
+    pub licence_recheck: Duration,
 }
 
 impl WorkerSettings {
@@ -98,6 +101,7 @@ impl WorkerSettings {
             pacing: PacingSettings::default(),
             delete_guard: DeleteGuardSettings::default(),
             shutdown_grace: Duration::from_secs(10),
+            licence_recheck: crate::awaiting::DEFAULT_LICENCE_RECHECK,
         }
     }
 
@@ -141,6 +145,9 @@ impl WorkerSettings {
         }
         if self.circuit.failure_threshold == 0 {
             return invalid("circuit.failure_threshold", "must be at least 1");
+        }
+        if self.licence_recheck.is_zero() {
+            return invalid("licence_recheck", "must be above zero");
         }
         let guard = &self.delete_guard;
         if guard.removals == 0 || guard.deactivations == 0 {

@@ -40,6 +40,8 @@ pub(crate) struct Tenant {
     pub(crate) online: OnlineClient,
     pub(crate) opening_key: OpeningKey,
     pub(crate) mapping: Mapping,
+    /// Users whose account awaits a free licence seat (`awaiting.rs`).
+    pub(crate) awaiting: crate::awaiting::Awaiting,
 }
 
 /// An online user found for a subject.

@@ -109,7 +109,10 @@ pub(crate) async fn apply(
         _ => AccountState::Enabled,
     };
     changed_anything |= tenant.ensure_account_state(&user, wanted).await?;
-    changed_anything |= tenant.set_licences(&user, &skus).await?;
+    // No free seat parks the user to await one (the account is linked meanwhile).
+    changed_anything |= tenant
+        .license_or_park(subject, &user, upn.as_str(), &skus)
+        .await?;
     tenant.remember_user(subject, &user.id, upn.as_str(), state)?;
     Ok(changed(changed_anything))
 }

@@ -50,7 +50,10 @@ pub(crate) async fn apply(subject: &Subject, data: &UserAdded, tenant: &Tenant) 
         UserCreation::Adopted(user) => (tenant.read_user(&user.id.into()).await?, false),
     };
     tenant.remember_user(subject, &user.id, upn.as_str(), MappedState::Active)?;
-    let licensed = tenant.set_licences(&user, &skus).await?;
+    // No free seat parks the user to await one (the account exists meanwhile).
+    let licensed = tenant
+        .license_or_park(subject, &user, upn.as_str(), &skus)
+        .await?;
     Ok(changed(created || licensed))
 }
 

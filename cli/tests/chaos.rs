@@ -801,7 +801,7 @@ async fn lifecycles_survive_kills_broker_restarts_and_a_faulty_tenant() {
 
     // The schedule: a seeded deck of chaos kinds, dealt at seeded intervals while work remains.
     // MOSS_CHAOS_GAP_MS: the mean time between two chaos actions.
-    let gap = env_number("MOSS_CHAOS_GAP_MS").unwrap_or(if full { 15_000 } else { 10_000 });
+    let gap = env_number("MOSS_CHAOS_GAP_MS").unwrap_or(if full { 15_000 } else { 6_000 });
     let (gap_min, gap_max) = (gap / 2, gap * 3 / 2);
     let mut deck: Vec<Chaos> = Vec::new();
     let mut next_chaos = Instant::now() + Duration::from_millis(rng.random_range(gap_min..gap_max));
@@ -816,7 +816,7 @@ async fn lifecycles_survive_kills_broker_restarts_and_a_faulty_tenant() {
     let deadline_secs = env_number("MOSS_CHAOS_DEADLINE_SECS").unwrap_or(if full {
         300 + target_events as u64 / 3
     } else {
-        200
+        240
     });
     let deadline = started + Duration::from_secs(deadline_secs);
     let partition_queues = topology.partition_queues();
@@ -829,6 +829,10 @@ async fn lifecycles_survive_kills_broker_restarts_and_a_faulty_tenant() {
         let now = Instant::now();
         if now > deadline {
             poster.abort();
+            // Whatever is still down comes back, so the verdict can read the dead queue.
+            if rabbit_down {
+                let _ = tokio::task::block_in_place(|| rabbit.ctl(&["start_app"]));
+            }
             trail.poll(&emulator);
             let state = emulator.state();
             let by_upn: HashMap<String, &Value> = state
@@ -941,7 +945,9 @@ async fn lifecycles_survive_kills_broker_restarts_and_a_faulty_tenant() {
         }
         let settled_users = reached.len() == users.len();
         let work_left = !posted_all.load(Ordering::Relaxed) || !settled_users;
-        if work_left && pending.is_empty() && now >= next_chaos {
+        // Every kind of chaos at least once, even when the work is done early.
+        let chaos_wanted = work_left || chaos_done.len() < 4;
+        if chaos_wanted && pending.is_empty() && now >= next_chaos {
             if deck.is_empty() {
                 deck = vec![
                     Chaos::KillWorker,
@@ -1009,7 +1015,7 @@ async fn lifecycles_survive_kills_broker_restarts_and_a_faulty_tenant() {
 
         // Settled: everything posted, every user as its lifecycle ends, the partition queues
         // empty and the dead queue as deep as the doomed events, for two seconds running.
-        let settled = !work_left
+        let settled = !chaos_wanted
             && pending.is_empty()
             && !rabbit_down
             && tokio::task::block_in_place(|| {

@@ -135,6 +135,7 @@ pub(crate) async fn run(args: BenchArgs, file: &FileConfig) -> Result<()> {
         .await
         .context("RabbitMQ does not answer at MOSS_AMQP_URL")?;
     let tap_queue = format!("{}.bench-outcomes", topology.prefix().as_str());
+    let stop_producer = tokio_util::sync::CancellationToken::new();
     let measured = async {
         broker.declare(&topology).await?;
         baseline::declare_tap_queue(&amqp_url, &tap_queue, &topology.outcomes_exchange()).await?;
@@ -148,10 +149,22 @@ pub(crate) async fn run(args: BenchArgs, file: &FileConfig) -> Result<()> {
             events,
             latency_secs,
             throttled_secs,
+            stop_producer.clone(),
         )
         .await
-    }
-    .await;
+    };
+    // Ctrl-C stops the measuring (the worker child is killed as its handle drops, the
+    // producer is stopped) and still cleans up below.
+    let measured = tokio::select! {
+        measured = measured => measured,
+        interrupted = tokio::signal::ctrl_c() => {
+            interrupted.context("could not listen for Ctrl-C")?;
+            eprintln!("moss bench: interrupted; deleting the bench's topology and data");
+            stop_producer.cancel();
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            Err(anyhow::anyhow!("interrupted; nothing was measured"))
+        }
+    };
     // Cleanup whatever happened: the topology with its messages, the tap, the data.
     let _ = baseline::delete_queue(&amqp_url, &tap_queue).await;
     let deleted = broker.delete_topology(&topology).await;
@@ -229,6 +242,7 @@ async fn measure(
     events: usize,
     latency_secs: u64,
     throttled_secs: u64,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<(RawCeiling, Unthrottled, Latency, Throttled, Memory)> {
     let emulator = moss_emulator::Emulator::start_for_tests()
         .await
@@ -243,7 +257,6 @@ async fn measure(
     let keys = moss_schemas::generate_key_pair();
     let key_file = dir.join("moss-seal.key");
     write_private(&key_file, &keys.private)?;
-    let shutdown = tokio_util::sync::CancellationToken::new();
     let mut producer_settings = moss_producer::ProducerSettings::new(
         dir.join("producer"),
         amqp_url.to_owned(),

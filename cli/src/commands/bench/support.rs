@@ -269,7 +269,14 @@ impl WorkerChild {
 
     /// Ends the child (SIGKILL: what it was doing no longer matters, its topology and data
     /// are deleted next) and reaps it.
-    pub(crate) fn kill(mut self) {
+    pub(crate) fn kill(self) {
+        // Drop does it.
+    }
+}
+
+impl Drop for WorkerChild {
+    /// A child never outlives the bench, whichever way the bench ends (an error, Ctrl-C).
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

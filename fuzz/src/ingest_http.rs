@@ -76,8 +76,9 @@ impl Ingest {
 impl Drop for Ingest {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        // Let the producer's tasks see the cancellation before the runtime goes away.
         self.runtime
-            .block_on(tokio::time::sleep(Duration::from_millis(50)));
+            .block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
     }
 }
 

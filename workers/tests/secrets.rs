@@ -171,3 +171,117 @@ async fn no_password_appears_in_clear_in_queues_dead_letters_sled_files_or_logs(
     }
     system.finish().await;
 }
+
+/// A panic message is made from `Debug` (an `unwrap` or `expect` on an error, a `{:?}` in an
+/// assertion) or `Display`. Every value that holds a password, the client secret, the ingest
+/// token or the private key prints it redacted, so a panic anywhere cannot spill one; checked
+/// here through real panics with a hook that keeps what the default one would print.
+#[test]
+fn panic_messages_and_debug_output_never_hold_a_secret() {
+    use moss_schemas::{Envelope, OpeningKey};
+
+    let password = format!("Clear-{}-P4!", uuid::Uuid::new_v4().simple());
+    let client_secret = format!("client-secret-{}", uuid::Uuid::new_v4().simple());
+    let token = format!("ingest-token-{}", uuid::Uuid::new_v4().simple());
+    let keys = generate_key_pair();
+    let private = {
+        use secrecy::ExposeSecret;
+        keys.private.expose_secret().to_owned()
+    };
+    let sealing = SealingKey::parse(&keys.public).unwrap();
+    let opening = OpeningKey::parse(&keys.private).unwrap();
+    let subject = uuid::Uuid::new_v4().to_string();
+    let body = |password_field: serde_json::Value| {
+        serde_json::to_vec(&json!({
+            "specversion": "1.0",
+            "id": uuid::Uuid::now_v7().to_string(),
+            "source": "moss-producer/test",
+            "type": "moss.user.password_changed.v1",
+            "subject": subject,
+            "time": "2025-01-31T12:00:00Z",
+            "sequence": "7",
+            "data": {"password": password_field},
+        }))
+        .unwrap()
+    };
+    // Accepted at the ingest (sealed at once), and refused on the wire (a clear password where
+    // only sealed ones may be): neither the event nor the error shows the password.
+    let accepted =
+        Envelope::from_ingest_json_slice(&body(json!({"clear": password})), &sealing).unwrap();
+    let refused = Envelope::from_json_slice(&body(json!({"clear": password}))).unwrap_err();
+    let misplaced = Envelope::from_ingest_json_slice(&body(json!(password)), &sealing).unwrap_err();
+    let mut online = moss_online::OnlineConfig::new(
+        "tenant".to_owned(),
+        "client".to_owned(),
+        SecretString::from(client_secret.clone()),
+    );
+    online.graph_url = "http://127.0.0.1:1".to_owned();
+    let mut producer = moss_producer::ProducerSettings::new(
+        std::env::temp_dir(),
+        "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned(),
+        moss_broker::Topology::new(moss_broker::TopologyPrefix::parse("moss-x").unwrap(), 2)
+            .unwrap(),
+        sealing.clone(),
+    );
+    producer.ingest_token = Some(SecretString::from(token.clone()));
+    let worker = moss_workers::WorkerSettings::new(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        moss_broker::Topology::new(moss_broker::TopologyPrefix::parse("moss-x").unwrap(), 2)
+            .unwrap(),
+        std::env::temp_dir(),
+        online.clone(),
+        opening,
+    );
+
+    let printed: Arc<Mutex<String>> = Arc::default();
+    let sink = Arc::clone(&printed);
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        sink.lock().unwrap().push_str(&format!("{info}\n"));
+    }));
+    let panics: Vec<Box<dyn FnOnce() + std::panic::UnwindSafe>> = vec![
+        Box::new({
+            let refused = refused.clone();
+            move || {
+                Err::<(), _>(refused).unwrap();
+            }
+        }),
+        Box::new({
+            let misplaced = misplaced.clone();
+            move || {
+                Err::<(), _>(misplaced).expect("the event decodes");
+            }
+        }),
+        Box::new({
+            let accepted = accepted.clone();
+            move || panic!("while handling {accepted:?}: {}", accepted.to_json_value())
+        }),
+        Box::new({
+            let online = online.clone();
+            move || panic!("with {online:?}")
+        }),
+        Box::new({
+            let producer = producer.clone();
+            move || panic!("with {producer:?}")
+        }),
+        Box::new(move || panic!("with {worker:?}")),
+        Box::new(move || panic!("with {keys:?}")),
+    ];
+    let count = panics.len();
+    for run in panics {
+        assert!(std::panic::catch_unwind(run).is_err());
+    }
+    std::panic::set_hook(default_hook);
+    let printed = printed.lock().unwrap().clone();
+    assert_eq!(printed.matches("panicked at").count(), count, "{printed}");
+    for secret in [&password, &client_secret, &token, &private] {
+        assert!(
+            !printed.contains(secret.as_str()),
+            "a panic message holds a secret:\n{printed}"
+        );
+    }
+    assert!(
+        printed.contains("moss-sealed:v1:"),
+        "the sealed password is shown instead"
+    );
+}

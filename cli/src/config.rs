@@ -12,6 +12,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileConfig {
     pub(crate) amqp_url: Option<String>,
+    pub(crate) amqp_ca_file: Option<PathBuf>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) partitions: Option<u16>,
     pub(crate) topology_prefix: Option<String>,
@@ -65,6 +66,9 @@ pub(crate) struct CommonArgs {
     /// RabbitMQ URL.
     #[arg(long, env = "MOSS_AMQP_URL", value_name = "URL")]
     pub(crate) amqp_url: Option<String>,
+    /// PEM file of a CA to trust, besides the system's, for an amqps:// RabbitMQ.
+    #[arg(long, env = "MOSS_AMQP_CA_FILE", value_name = "FILE")]
+    pub(crate) amqp_ca_file: Option<PathBuf>,
     /// Folder for moss's sled databases (created 0700).
     #[arg(long, env = "MOSS_DATA_DIR", value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
@@ -94,6 +98,10 @@ impl CommonArgs {
         });
         if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
             anyhow::bail!("MOSS_AMQP_URL must start with amqp:// or amqps://");
+        }
+        // Every connection this process opens (relay, worker, operator commands) trusts it.
+        if let Some(ca_file) = self.amqp_ca_file.clone().or(file.amqp_ca_file.clone()) {
+            moss_broker::trust_amqp_ca_file(&ca_file)?;
         }
         let data_dir = layered(self.data_dir.clone(), file.data_dir.clone(), || {
             PathBuf::from("./moss-data")

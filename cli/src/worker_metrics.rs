@@ -23,6 +23,7 @@ struct View {
     circuit: Option<CircuitState>,
     write_rate: f64,
     free_seats: Vec<(String, i64)>,
+    awaiting_licence: usize,
 }
 
 /// Serves `/metrics` for `worker` until it stops, then returns the worker's own result.
@@ -56,6 +57,7 @@ pub(crate) async fn serve_while_running(
             current.counters = worker.counters();
             current.circuit = Some(worker.circuit_state());
             current.write_rate = worker.write_rate();
+            current.awaiting_licence = worker.awaiting_licence();
         }
         if worker.is_finished() {
             // It stopped on its own (a failure): stop serving and report it.
@@ -224,6 +226,10 @@ fn render(view: &View) -> String {
         "# TYPE moss_worker_write_rate gauge\nmoss_worker_write_rate {}\n",
         view.write_rate
     ));
+    text.push_str(&format!(
+        "# HELP moss_worker_awaiting_licence Users whose online account awaits a free licence seat\n# TYPE moss_worker_awaiting_licence gauge\nmoss_worker_awaiting_licence {}\n",
+        view.awaiting_licence
+    ));
     text.push_str(
         "# HELP moss_worker_free_seats Free licence seats per SKU, as last read from the tenant\n",
     );
@@ -271,8 +277,10 @@ mod tests {
             circuit: Some(CircuitState::Closed),
             write_rate: 12.5,
             free_seats: vec![("ENTERPRISEPACK".to_owned(), 3)],
+            awaiting_licence: 5,
         };
         let text = render(&view);
+        assert!(text.contains("moss_worker_awaiting_licence 5\n"));
         assert!(text.contains("moss_worker_events_applied_total 7\n"));
         assert!(text.contains("moss_worker_circuit_state{state=\"closed\",cause=\"\"} 1\n"));
         assert!(text.contains("moss_worker_circuit_state{state=\"open\",cause=\"\"} 0\n"));

@@ -24,7 +24,8 @@ use crate::operate::connection;
 use crate::operate::dead_letters::{DeadLetter, DeadQueueView, sort_by_dead_at};
 use crate::operate::management::{DEFAULT_MANAGEMENT_URL, Management, QueueStats};
 use crate::operate::metrics::{
-    PRODUCER_OUTBOX_BACKLOG, Scrape, WORKER_APPLIED, WORKER_CIRCUIT, WORKER_FREE_SEATS,
+    PRODUCER_OUTBOX_BACKLOG, Scrape, WORKER_APPLIED, WORKER_AWAITING_LICENCE, WORKER_CIRCUIT,
+    WORKER_FREE_SEATS,
 };
 
 /// The worker's metrics listener by default (INTERFACES.md, `MOSS_METRICS_ADDR` of a worker).
@@ -74,6 +75,9 @@ pub(crate) struct Status {
     settled_per_minute: Option<f64>,
     circuit: Option<CircuitStatus>,
     free_seats: Option<Vec<FreeSeats>>,
+    /// Users whose online account waits for a free licence seat (the worker assigns it once
+    /// one frees); `null` when the worker's metrics do not answer.
+    awaiting_licence: Option<u64>,
     last_errors: Vec<LastError>,
 }
 
@@ -407,6 +411,12 @@ async fn gather(
         (!seats.is_empty()).then_some(seats)
     });
 
+    let awaiting_licence = worker.as_ref().ok().and_then(|scrape| {
+        scrape
+            .value(WORKER_AWAITING_LICENCE)
+            .map(|value| value.max(0.0) as u64)
+    });
+
     let totals = Totals {
         ready: partitions
             .iter()
@@ -440,6 +450,7 @@ async fn gather(
         settled_per_minute,
         circuit,
         free_seats,
+        awaiting_licence,
         last_errors,
     };
     Ok((status, applied_now))
@@ -572,6 +583,12 @@ fn print(status: &Status, json: bool) {
                 .join(", ")
         )
     );
+    match status.awaiting_licence {
+        Some(0) | None => {}
+        Some(waiting) => println!(
+            "AWAITING LICENCE  {waiting} users wait for a free seat (assigned by the worker once one frees; `moss licenses` shows the SKUs)"
+        ),
+    }
     println!();
     if status.last_errors.is_empty() {
         println!("last errors       none");

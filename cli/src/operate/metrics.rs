@@ -13,6 +13,8 @@ pub(crate) const WORKER_APPLIED: &str = "moss_worker_events_applied_total";
 /// The worker's circuit: 1 on the series whose `state` label (`closed`, `open`, `probing`) is
 /// the current one, with the failure class that opened it in `cause`.
 pub(crate) const WORKER_CIRCUIT: &str = "moss_worker_circuit_state";
+/// Users whose online account waits for a free licence seat (gauge).
+pub(crate) const WORKER_AWAITING_LICENCE: &str = "moss_worker_awaiting_licence";
 /// Free licence seats per SKU, as the worker last read them from the tenant (`sku` label).
 pub(crate) const WORKER_FREE_SEATS: &str = "moss_worker_free_seats";
 

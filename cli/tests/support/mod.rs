@@ -124,7 +124,27 @@ impl System {
     }
 
     async fn spawn_with(delete_guard: Option<DeleteGuardSettings>) -> System {
-        let emulator = Emulator::start_for_tests().await.expect("emulator starts");
+        System::spawn_tuned(move |settings| {
+            if let Some(delete_guard) = delete_guard {
+                settings.delete_guard = delete_guard;
+            }
+        })
+        .await
+    }
+
+    /// With the worker's settings changed by `tune` (its pacing, licence recheck, …) before it starts.
+    pub async fn spawn_tuned(tune: impl FnOnce(&mut WorkerSettings)) -> System {
+        System::spawn_seeded(moss_emulator::Seed::for_tests(), tune).await
+    }
+
+    /// With the emulator started from `seed` and the worker's settings changed by `tune`.
+    pub async fn spawn_seeded(
+        seed: moss_emulator::Seed,
+        tune: impl FnOnce(&mut WorkerSettings),
+    ) -> System {
+        let emulator = Emulator::start_for_tests_with(seed)
+            .await
+            .expect("emulator starts");
         let topology = new_topology();
         let broker = Broker::connect(AMQP_URL, "moss-cli-test")
             .await
@@ -178,9 +198,7 @@ impl System {
             max_probe_interval: Duration::from_secs(2),
         };
         settings.shutdown_grace = Duration::from_secs(5);
-        if let Some(delete_guard) = delete_guard {
-            settings.delete_guard = delete_guard;
-        }
+        tune(&mut settings);
         let worker = moss_workers::start(settings, CancellationToken::new())
             .await
             .expect("worker starts");

@@ -58,6 +58,11 @@ enum Command {
     /// Distribution groups: add, members, user (one user's memberships), remove.
     #[command(subcommand)]
     Groups(commands::groups::GroupsCommand),
+    /// Online accounts: bulk-create, import into the directory, assign, unassign.
+    #[command(subcommand)]
+    Accounts(commands::accounts::AccountsCommand),
+    /// The tenant's licences: SKUs with units bought, used and free.
+    Licenses(commands::licenses::LicensesArgs),
     /// Follow the directory and publish what changes (users, aliases, disabling, groups).
     #[command(subcommand)]
     Watch(commands::watch::WatchCommand),
@@ -105,6 +110,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deletes(command) => runtime()?.block_on(commands::deletes::run(command, &file)),
         Command::Aliases(command) => runtime()?.block_on(commands::aliases::run(command, &file)),
         Command::Groups(command) => runtime()?.block_on(commands::groups::run(command, &file)),
+        Command::Accounts(command) => runtime()?.block_on(commands::accounts::run(command, &file)),
+        Command::Licenses(args) => runtime()?.block_on(commands::licenses::run(args, &file)),
         Command::Watch(command) => {
             logging::init(cli.log_format);
             runtime()?.block_on(commands::watch::run(command, &file))

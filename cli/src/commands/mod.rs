@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod accounts;
 pub(crate) mod aliases;
 pub(crate) mod dashboard;
 pub(crate) mod bench;
@@ -8,6 +9,7 @@ pub(crate) mod dlq;
 pub(crate) mod emulator;
 pub(crate) mod groups;
 pub(crate) mod keys;
+pub(crate) mod licenses;
 pub(crate) mod online_admin;
 pub(crate) mod producer;
 pub(crate) mod publish;

@@ -265,6 +265,9 @@ impl Store {
                 return Err(StoreError::from_sled("record an applied event", error));
             }
         };
+        if let (Ok(Some(_)), Some((outbox, _))) = (&verdict, outcome) {
+            outbox.signal_appended();
+        }
         match verdict {
             Ok(outbox_id) => {
                 self.flush()?;

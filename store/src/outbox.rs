@@ -1,5 +1,9 @@
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use event_listener::{Event, Listener};
 
 use crate::error::{SledResultExt, StoreError};
 use crate::store::Store;
@@ -101,6 +105,7 @@ pub struct Outbox {
     store: Store,
     name: OutboxName,
     tree: sled::Tree,
+    signal: Arc<AppendSignal>,
 }
 
 impl fmt::Debug for Outbox {
@@ -114,7 +119,19 @@ impl fmt::Debug for Outbox {
 
 impl Outbox {
     pub(crate) fn new(store: Store, name: OutboxName, tree: sled::Tree) -> Outbox {
-        Outbox { store, name, tree }
+        let signal = store.append_signal(name.as_str());
+        Outbox {
+            store,
+            name,
+            tree,
+            signal,
+        }
+    }
+
+    /// Wakes this outbox's watches; called after every append (also by the ledger, which
+    /// appends an outcome inside its own transaction).
+    pub(crate) fn signal_appended(&self) {
+        self.signal.raise();
     }
 
     pub(crate) fn tree(&self) -> &sled::Tree {
@@ -183,6 +200,7 @@ impl Outbox {
             self.tree
                 .apply_batch(batch)
                 .during("append to the outbox")?;
+            self.signal.raise();
             ids
         };
         let all: Vec<OutboxId> = ids.iter().flatten().copied().collect();
@@ -263,10 +281,16 @@ impl Outbox {
     /// Register the watch before reading `pending`, then wait on it: an append that lands in
     /// between is then still seen. A relay should still bound each wait with a timeout (the
     /// watch is a wake-up hint; the outbox itself is the truth).
+    ///
+    /// A watch nobody waits on costs nothing and never holds up an append. (It used to be
+    /// sled's `watch_prefix`, whose bounded channel blocks every writer once it is full, and
+    /// did so inside the store's append-order lock: a worker whose outcome relay fell behind
+    /// stopped for good.)
     #[must_use]
     pub fn watch(&self) -> OutboxWatch {
         OutboxWatch {
-            subscriber: self.tree.watch_prefix(Vec::<u8>::new()),
+            seen: self.signal.generation(),
+            signal: Arc::clone(&self.signal),
         }
     }
 
@@ -282,6 +306,7 @@ impl Outbox {
         self.tree
             .insert(id.key(), payload)
             .during("append to the outbox")?;
+        self.signal.raise();
         Ok(id)
     }
 
@@ -303,6 +328,7 @@ impl Outbox {
         self.tree
             .apply_batch(batch)
             .during("append to the outbox")?;
+        self.signal.raise();
         Ok(ids)
     }
 
@@ -323,9 +349,29 @@ impl Outbox {
     }
 }
 
+/// The append counter of one outbox, shared by every handle on it within the store, with the
+/// wake-ups of its watches. Raising never blocks.
+#[derive(Debug, Default)]
+pub(crate) struct AppendSignal {
+    generation: AtomicU64,
+    event: Event,
+}
+
+impl AppendSignal {
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn raise(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.event.notify(usize::MAX);
+    }
+}
+
 /// Wakes a relay when an outbox gets new entries. See [`Outbox::watch`].
 pub struct OutboxWatch {
-    subscriber: sled::Subscriber,
+    signal: Arc<AppendSignal>,
+    seen: u64,
 }
 
 impl fmt::Debug for OutboxWatch {
@@ -341,32 +387,51 @@ pub enum WatchWake {
     Appended,
     /// The time ran out with nothing appended.
     TimedOut,
-    /// The store is closing; stop waiting.
-    Closed,
 }
 
 impl OutboxWatch {
-    /// Waits (async, any runtime) until an entry is appended or the store closes.
+    /// True (and remembered) when something was appended since the last wake.
+    fn take_news(&mut self) -> bool {
+        let now = self.signal.generation();
+        if now == self.seen {
+            return false;
+        }
+        self.seen = now;
+        true
+    }
+
+    /// Waits (async, any runtime) until an entry is appended.
     pub async fn appended(&mut self) -> WatchWake {
         loop {
-            match (&mut self.subscriber).await {
-                Some(sled::Event::Insert { .. }) => return WatchWake::Appended,
-                Some(sled::Event::Remove { .. }) => {}
-                None => return WatchWake::Closed,
+            if self.take_news() {
+                return WatchWake::Appended;
             }
+            // Listen first, then look again: an append between the two is not missed.
+            let listener = self.signal.event.listen();
+            if self.take_news() {
+                return WatchWake::Appended;
+            }
+            listener.await;
         }
     }
 
     /// Waits, blocking the thread, at most `timeout` for an append.
     pub fn wait_blocking(&mut self, timeout: Duration) -> WatchWake {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.subscriber.next_timeout(left) {
-                Ok(sled::Event::Insert { .. }) => return WatchWake::Appended,
-                Ok(sled::Event::Remove { .. }) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return WatchWake::TimedOut,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return WatchWake::Closed,
+            if self.take_news() {
+                return WatchWake::Appended;
+            }
+            let listener = self.signal.event.listen();
+            if self.take_news() {
+                return WatchWake::Appended;
+            }
+            if listener.wait_deadline(deadline).is_none() {
+                return if self.take_news() {
+                    WatchWake::Appended
+                } else {
+                    WatchWake::TimedOut
+                };
             }
         }
     }

@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -7,7 +8,7 @@ use crate::delete_window::DeleteWindow;
 use crate::error::{SledResultExt, StoreError};
 use crate::ledger::{Ledger, Versions};
 use crate::mapping::Mapping;
-use crate::outbox::{Outbox, OutboxName};
+use crate::outbox::{AppendSignal, Outbox, OutboxName};
 use crate::quarantine::Quarantine;
 
 /// How much of the database sled keeps in memory. sled's default (1 GiB) is sized for a database
@@ -35,6 +36,8 @@ pub(crate) struct StoreInner {
     /// visible in id order: a relay reading with an `after` cursor never skips an entry whose
     /// smaller id was inserted a moment later than a bigger one.
     append_order: Mutex<()>,
+    /// Each outbox's append counter and watch wake-ups, by outbox name (see [`Outbox::watch`]).
+    append_signals: Mutex<HashMap<String, Arc<AppendSignal>>>,
 }
 
 impl fmt::Debug for Store {
@@ -70,6 +73,7 @@ impl Store {
                 db,
                 path: path.to_owned(),
                 append_order: Mutex::new(()),
+                append_signals: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -105,6 +109,16 @@ impl Store {
             .await
             .during("flush the database")?;
         Ok(())
+    }
+
+    /// The append signal shared by every handle on the outbox called `name`.
+    pub(crate) fn append_signal(&self, name: &str) -> Arc<AppendSignal> {
+        let mut signals = self
+            .inner
+            .append_signals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(signals.entry(name.to_owned()).or_default())
     }
 
     /// The outbox called `name` (created on first use). The producer and each worker keep their own.

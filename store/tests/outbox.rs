@@ -177,3 +177,34 @@ fn a_missing_data_directory_is_created_private() {
         .mode();
     assert_eq!(mode & 0o777, 0o700);
 }
+
+/// A relay that registers a watch and then falls behind (publishing a long batch before it
+/// waits again) must never hold up writers: sled's own watch channel is bounded and once
+/// blocked every append, inside the append-order lock, and so the whole worker.
+#[test]
+fn a_watch_nobody_waits_on_never_blocks_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let outbox = store.outbox("outcomes").unwrap();
+    let mut watch = outbox.watch();
+    let writer = outbox.clone();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for n in 0..5_000_u32 {
+            writer.append(&n.to_be_bytes()).unwrap();
+        }
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(Duration::from_secs(120))
+        .expect("5000 appends with an idle watch finish instead of blocking");
+    assert_eq!(outbox.len(), 5_000);
+    assert_eq!(
+        watch.wait_blocking(Duration::from_millis(10)),
+        WatchWake::Appended
+    );
+    assert_eq!(
+        watch.wait_blocking(Duration::from_millis(10)),
+        WatchWake::TimedOut
+    );
+}

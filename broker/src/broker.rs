@@ -204,7 +204,9 @@ impl Broker {
             });
         }
         let tag = short(consumer_tag)?;
-        let channel = self.open_channel("open a channel to follow an exchange").await?;
+        let channel = self
+            .open_channel("open a channel to follow an exchange")
+            .await?;
         let mut arguments = FieldTable::default();
         arguments.insert(
             "x-max-length".into(),

@@ -2,8 +2,8 @@
 
 pub(crate) mod accounts;
 pub(crate) mod aliases;
-pub(crate) mod dashboard;
 pub(crate) mod bench;
+pub(crate) mod dashboard;
 pub(crate) mod deletes;
 pub(crate) mod dlq;
 pub(crate) mod emulator;

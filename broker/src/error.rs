@@ -144,8 +144,10 @@ impl BrokerError {
     }
 }
 
-/// Replaces the password of an AMQP URL, so that URLs can go into errors and logs.
-pub(crate) fn redact_url(url: &str) -> String {
+/// Replaces the password of an AMQP URL with `***`, so that URLs can go into errors, logs and
+/// output. The one place moss does this.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };

@@ -24,7 +24,7 @@ mod topology;
 
 pub use broker::{Broker, DEFAULT_CONNECT_TIMEOUT, QueueDepth};
 pub use consumer::{ConsumeError, Consumer, Delivery, SettleError};
-pub use error::{AmqpError, BrokerError};
+pub use error::{AmqpError, BrokerError, redact_url};
 pub use message::{HeaderValue, Headers, OutgoingMessage, Persistence};
 pub use publisher::{DEFAULT_CONFIRM_TIMEOUT, PublishError, Publisher, SentBatch};
 pub use tls::{trust_amqp_ca_file, trust_amqp_ca_pem};

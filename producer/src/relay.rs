@@ -45,8 +45,8 @@ pub(crate) const WINDOW_CHUNKS: usize = 4;
 const HANDOFF_MAX_ENTRIES: usize = 100_000;
 const HANDOFF_MAX_BYTES: usize = 64 * 1024 * 1024;
 
-/// How the relay talks to RabbitMQ.
-#[derive(Debug, Clone)]
+/// How the relay talks to RabbitMQ. Its `Debug` hides the URL's password.
+#[derive(Clone)]
 pub struct RelaySettings {
     /// The broker URL (`MOSS_AMQP_URL`).
     pub amqp_url: String,
@@ -57,6 +57,17 @@ pub struct RelaySettings {
     pub batch_size: usize,
     /// Longest wait between reconnect attempts while RabbitMQ is away.
     pub max_reconnect_delay: Duration,
+}
+
+impl std::fmt::Debug for RelaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelaySettings")
+            .field("amqp_url", &moss_broker::redact_url(&self.amqp_url))
+            .field("topology", &self.topology)
+            .field("batch_size", &self.batch_size)
+            .field("max_reconnect_delay", &self.max_reconnect_delay)
+            .finish()
+    }
 }
 
 /// What the ingest can ask about the relay.

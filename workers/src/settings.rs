@@ -43,8 +43,7 @@ impl Default for RetrySettings {
     }
 }
 
-/// Everything a worker needs.
-#[derive(Debug)]
+/// Everything a worker needs. Its `Debug` hides the AMQP URL's password.
 pub struct WorkerSettings {
     /// RabbitMQ (`MOSS_AMQP_URL`).
     pub amqp_url: String,
@@ -75,6 +74,26 @@ pub struct WorkerSettings {
     /// How often the worker looks for free licence seats while users await them (it also
     /// looks at once after an unassignment or removal).
     pub licence_recheck: Duration,
+}
+
+impl std::fmt::Debug for WorkerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSettings")
+            .field("amqp_url", &moss_broker::redact_url(&self.amqp_url))
+            .field("topology", &self.topology)
+            .field("store_path", &self.store_path)
+            .field("online", &self.online)
+            .field("opening_key", &self.opening_key)
+            .field("worker_name", &self.worker_name)
+            .field("prefetch", &self.prefetch)
+            .field("retry", &self.retry)
+            .field("circuit", &self.circuit)
+            .field("pacing", &self.pacing)
+            .field("delete_guard", &self.delete_guard)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("licence_recheck", &self.licence_recheck)
+            .finish()
+    }
 }
 
 impl WorkerSettings {
@@ -179,5 +198,35 @@ impl WorkerSettings {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use moss_broker::{Topology, TopologyPrefix};
+    use moss_online::OnlineConfig;
+    use moss_schemas::{OpeningKey, generate_key_pair};
+    use secrecy::{ExposeSecret, SecretString};
+
+    use super::WorkerSettings;
+
+    #[test]
+    fn debug_output_hides_the_amqp_password_and_the_client_secret() {
+        let pair = generate_key_pair();
+        let settings = WorkerSettings::new(
+            "amqp://moss:rabbit-s3cret@broker.example:5672/%2f",
+            Topology::new(TopologyPrefix::parse("moss").unwrap(), 8).unwrap(),
+            "/tmp/worker",
+            OnlineConfig::new("tenant", "client", SecretString::from("client-s3cret")),
+            OpeningKey::parse(&pair.private).unwrap(),
+        );
+        let shown = format!("{settings:?}");
+        assert!(
+            shown.contains("amqp://moss:***@broker.example:5672/%2f"),
+            "{shown}"
+        );
+        assert!(!shown.contains("rabbit-s3cret"), "{shown}");
+        assert!(!shown.contains("client-s3cret"), "{shown}");
+        assert!(!shown.contains(pair.private.expose_secret()), "{shown}");
     }
 }

@@ -195,7 +195,7 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
     }
     println!(
         "  rabbitmq  {} (queues {}.*)",
-        redact_url(&common.amqp_url),
+        moss_broker::redact_url(&common.amqp_url),
         common.topology.prefix().as_str()
     );
     println!("  data      {}", common.data_dir.display());
@@ -242,30 +242,4 @@ pub(crate) async fn run(args: UpArgs, file: &FileConfig) -> Result<()> {
         emulator.shutdown().await;
     }
     worker_result
-}
-
-/// The URL without its password, for printing.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            let user = credentials.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn a_printed_amqp_url_hides_its_password() {
-        assert_eq!(
-            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(redact_url("amqp://127.0.0.1"), "amqp://127.0.0.1");
-    }
 }

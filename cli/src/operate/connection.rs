@@ -91,11 +91,5 @@ fn explain_connect_error(error: BrokerError) -> anyhow::Error {
 
 /// The URL with its password replaced, for output.
 pub(crate) fn redacted(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
+    moss_broker::redact_url(url)
 }

@@ -204,7 +204,9 @@ impl Broker {
             });
         }
         let tag = short(consumer_tag)?;
-        let channel = self.open_channel("open a channel to follow an exchange").await?;
+        let channel = self
+            .open_channel("open a channel to follow an exchange")
+            .await?;
         let mut arguments = FieldTable::default();
         arguments.insert(
             "x-max-length".into(),
@@ -238,6 +240,57 @@ impl Broker {
             .await
             .map_err(|error| classify_queue_error("consume", &queue, error))?;
         Ok(Consumer::new(channel, inner, &queue))
+    }
+
+    /// Declares a durable quorum queue `queue` of one reader's own, bound to the fan-out
+    /// `exchange` (a worker's copy of `{prefix}.outcomes`), that outlives the reader's restarts:
+    /// it holds at most `max_length` messages (the oldest are dropped first) and RabbitMQ deletes
+    /// it once no one has used it for `expires`. Returns true when the queue did not exist
+    /// before (so its reader has missed whatever was published until now). Consume it with
+    /// [`Broker::consume`].
+    pub async fn declare_own_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        max_length: u32,
+        expires: Duration,
+    ) -> Result<bool, BrokerError> {
+        let existed = match self.queue_depth(queue).await {
+            Ok(_) => true,
+            Err(BrokerError::QueueNotFound { .. }) => false,
+            Err(error) => return Err(error),
+        };
+        let channel = self
+            .open_channel("open a channel to declare a queue")
+            .await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-queue-type".into(),
+            lapin::types::AMQPValue::LongString("quorum".into()),
+        );
+        arguments.insert(
+            "x-max-length".into(),
+            lapin::types::AMQPValue::LongLongInt(i64::from(max_length.max(1))),
+        );
+        arguments.insert(
+            "x-overflow".into(),
+            lapin::types::AMQPValue::LongString("drop-head".into()),
+        );
+        arguments.insert(
+            "x-expires".into(),
+            lapin::types::AMQPValue::LongLongInt(
+                i64::try_from(expires.as_millis())
+                    .unwrap_or(i64::MAX)
+                    .max(1),
+            ),
+        );
+        let result = async {
+            declare_queue(&channel, queue, arguments).await?;
+            bind(&channel, queue, exchange, "").await
+        }
+        .await;
+        close_quietly(&channel).await;
+        result.map(|()| !existed)
     }
 
     /// Closes the connection. Shut consumers down first ([`Consumer::shutdown`]): acks still

@@ -282,6 +282,49 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Folds what other workers recorded (their outcome events) into this store: each event id
+    /// the ledger lacks is added, and an [`AppliedResult::advances_version`] record raises its
+    /// subject's version to its sequence if that is higher (a version never goes down). An
+    /// event id the ledger has keeps its own record. Flushed once, before this returns.
+    /// Returns how many ledger entries were added. Blocking (one fsync).
+    pub fn fold_recorded(&self, events: &[AppliedEvent]) -> Result<usize, StoreError> {
+        let ledger = self.ledger_tree()?;
+        let versions = self.versions_tree()?;
+        let mut added = 0;
+        for event in events {
+            if event.event_id.is_empty() || event.record.subject.is_empty() {
+                continue;
+            }
+            let record_bytes =
+                serde_json::to_vec(&event.record).map_err(|source| StoreError::Decode {
+                    record: "ledger",
+                    source,
+                })?;
+            let inserted = ledger
+                .compare_and_swap(event.event_id.as_bytes(), None::<&[u8]>, Some(record_bytes))
+                .during("fold a ledger entry")?;
+            if inserted.is_ok() {
+                added += 1;
+            }
+            if event.record.result.advances_version() {
+                let sequence = event.record.sequence;
+                versions
+                    .fetch_and_update(event.record.subject.as_bytes(), |current| {
+                        let current = current
+                            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                            .map(u64::from_be_bytes);
+                        let next = current.map_or(sequence, |current| current.max(sequence));
+                        Some(next.to_be_bytes().to_vec())
+                    })
+                    .during("fold a version")?;
+            }
+        }
+        self.flush()?;
+        Ok(added)
+    }
+}
+
 /// Checks the ledger and the version and, when the event is new and not stale, writes both.
 fn write_applied(
     ledger: &TransactionalTree,

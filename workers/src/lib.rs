@@ -18,6 +18,7 @@ mod counters;
 mod dead_letter;
 mod delete_guard;
 mod error;
+mod fold;
 mod handlers;
 mod lanes;
 mod outcome;
@@ -47,7 +48,7 @@ pub use dead_letter::{
 pub use delete_guard::DeleteGuardSettings;
 pub use error::WorkerError;
 pub use outcome::{Failure, FailureClass, Outcome};
-pub use outcomes::{OUTCOME_CONTENT_TYPE, OutcomeEvent, OutcomeKind};
+pub use outcomes::{OUTCOME_CONTENT_TYPE, OUTCOME_WORKER_ID, OutcomeEvent, OutcomeKind};
 pub use pacer::{AdaptivePacer, PacingSettings};
 pub use settings::{DEFAULT_PREFETCH, RetrySettings, WorkerSettings};
 
@@ -64,6 +65,7 @@ pub struct RunningWorker {
     counters: Arc<Counters>,
     circuit: Arc<Circuit>,
     pacer: Arc<AdaptivePacer>,
+    outcome_queue: String,
     task: JoinHandle<Result<(), WorkerError>>,
 }
 
@@ -79,6 +81,13 @@ impl RunningWorker {
     /// The circuit's state now.
     pub fn circuit_state(&self) -> CircuitState {
         self.circuit.state()
+    }
+
+    /// The worker's own durable queue of outcome events (`{prefix}.outcomes.<worker id>`),
+    /// which it reads to learn what other workers applied. It outlives the worker (that is its
+    /// point); a test deletes it when done.
+    pub fn outcome_queue(&self) -> &str {
+        &self.outcome_queue
     }
 
     /// The adaptive write rate now, in writes per second.
@@ -134,11 +143,29 @@ pub async fn start(
         OnlineClient::with_pacer(online, Arc::clone(&pacer) as Arc<dyn moss_online::Pacer>)?;
     let broker = Arc::new(Broker::connect(&amqp_url, &worker_name).await?);
     broker.declare(&topology).await?;
+    let worker_id = fold::worker_id(&store)?;
+    let own_queue = fold::own_queue(&topology, &worker_id);
+    let created = broker
+        .declare_own_queue(
+            &own_queue,
+            &topology.outcomes_exchange(),
+            fold::OWN_QUEUE_MAX_LENGTH,
+            fold::OWN_QUEUE_EXPIRES,
+        )
+        .await?;
+    if created && !store.ledger()?.is_empty() {
+        tracing::warn!(queue = %own_queue, "this worker's outcome queue was gone (unused for longer than its expiry, or deleted): what other workers applied meanwhile is unknown here, and a partition taken over may re-apply their older events");
+    }
     let dead_letters = broker.publisher().await?;
     let outcome_publisher = broker.publisher().await?;
+    let fold = Arc::new(fold::Fold::new(
+        own_queue.clone(),
+        broker.publisher().await?,
+    ));
     let counters = Arc::new(Counters::default());
     let circuit = Arc::new(Circuit::new(circuit));
     let outcomes = store.outbox(OUTCOME_OUTBOX)?;
+    let (confirmations, confirmed_rounds) = outcomes::Confirmations::new(outcomes.clone());
     let ctx = Arc::new(WorkerContext {
         ledger: store.ledger()?,
         versions: store.versions()?,
@@ -154,6 +181,8 @@ pub async fn start(
             mapping: store.mapping()?,
         },
         outcomes: outcomes.clone(),
+        confirmations,
+        fold: Arc::clone(&fold),
         store: store.clone(),
         dead_letters,
         topology: topology.clone(),
@@ -169,7 +198,17 @@ pub async fn start(
         outcome_publisher,
         topology.clone(),
         Arc::clone(&counters),
+        worker_id.clone(),
+        confirmed_rounds,
         relay_stop.clone(),
+    ));
+    let fold_stop = CancellationToken::new();
+    let folding = tokio::spawn(fold::run_fold(
+        fold,
+        Arc::clone(&broker),
+        store.clone(),
+        worker_id.clone(),
+        fold_stop.clone(),
     ));
     let mut partitions = tokio::task::JoinSet::new();
     for partition in 0..topology.partitions() {
@@ -183,6 +222,8 @@ pub async fn start(
     }
     tracing::info!(
         worker = %worker_name,
+        worker_id = %worker_id,
+        outcome_queue = %own_queue,
         partitions = topology.partitions(),
         prefetch,
         "worker consuming"
@@ -198,6 +239,8 @@ pub async fn start(
         // close the connection (channels first, as the consumers already did).
         relay_stop.cancel();
         let _ = relay.await;
+        fold_stop.cancel();
+        let _ = folding.await;
         if let Err(error) = ctx.dead_letters.close().await {
             tracing::debug!(error = %error, "closing the dead-letter channel");
         }
@@ -213,6 +256,7 @@ pub async fn start(
         counters,
         circuit,
         pacer,
+        outcome_queue: own_queue,
         task,
     })
 }

@@ -30,6 +30,11 @@ pub(crate) async fn run_partition(
     let Some(mut consumer) = consume(&ctx, &broker, &queue, prefetch, &tag).await else {
         return;
     };
+    // Deliveries of this consumer's channel; cancelled when the channel is lost.
+    let mut channel_lost = ctx.shutdown.child_token();
+    // The first delivery after (re)subscribing may mean this worker just took the partition
+    // over (single active consumer): it waits until other workers' outcomes are folded in.
+    let mut cold = true;
     let mut lanes: Lanes<LaneKey, Job> = Lanes::new();
     let mut running: JoinSet<(LaneKey, JobEnd)> = JoinSet::new();
     let mut running_keys: HashMap<tokio::task::Id, LaneKey> = HashMap::new();
@@ -78,7 +83,15 @@ pub(crate) async fn run_partition(
             next = consumer.next(), if taking => match next {
                 Some(Ok(delivery)) => {
                     Counters::bump(&ctx.counters.received);
-                    let job = Job::decode(delivery);
+                    if cold {
+                        cold = false;
+                        if !ctx.fold.caught_up(&ctx.shutdown).await {
+                            hand_back(&ctx, &delivery).await;
+                            break;
+                        }
+                        tracing::debug!(queue = %queue, "first delivery since subscribing; other workers' outcomes are folded in");
+                    }
+                    let job = Job::decode(delivery, channel_lost.clone());
                     let key = match job.subject() {
                         Some(subject) => LaneKey::Subject(subject),
                         None => {
@@ -101,10 +114,14 @@ pub(crate) async fn run_partition(
             },
         }
         if reconsume {
-            // Deliveries of the old channel were requeued by the broker and will come again.
-            // Their lanes keep running (acks fail, the ledger makes the redeliveries
-            // duplicates), so a subject's redelivered events still queue behind its running
-            // one instead of overtaking it.
+            // Deliveries of the old channel were requeued by the broker and will come again,
+            // perhaps to another worker: jobs of that channel stop before their next attempt
+            // and hand back (a call already made finishes; its record's outcome reaches the
+            // other workers before anything of ours is acknowledged). A subject's lane stays
+            // in place, so its redelivered events still queue behind its running one.
+            channel_lost.cancel();
+            channel_lost = ctx.shutdown.child_token();
+            cold = true;
             tokio::select! {
                 () = ctx.shutdown.cancelled() => break,
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}

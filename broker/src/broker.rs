@@ -39,6 +39,7 @@ pub struct QueueDepth {
 pub struct Broker {
     connection: Arc<lapin::Connection>,
     url: String,
+    interruptions: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl fmt::Debug for Broker {
@@ -80,11 +81,22 @@ impl Broker {
             url: redacted.clone(),
             source: AmqpError(source),
         })?;
-        log_connection_events(&connection, connection_name);
+        let interruptions = Arc::new(tokio::sync::watch::Sender::new(0));
+        log_connection_events(&connection, connection_name, Arc::clone(&interruptions));
         Ok(Broker {
             connection: Arc::new(connection),
             url: redacted,
+            interruptions,
         })
+    }
+
+    /// A counter that goes up each time the connection fails or is recovered. Consumers live
+    /// through a recovery without a break in their stream, but RabbitMQ has requeued their
+    /// unacknowledged deliveries and, on a single-active-consumer queue, may have made another
+    /// consumer the active one meanwhile: a consumer that must know uses this.
+    #[must_use]
+    pub fn interruptions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.interruptions.subscribe()
     }
 
     /// True while the connection is open (false while it is being recovered).
@@ -475,7 +487,11 @@ fn with_default_heartbeat(url: &str) -> String {
 }
 
 /// Blocked connections (memory or disk alarm) stall publishes; say so in the logs.
-fn log_connection_events(connection: &lapin::Connection, connection_name: &str) {
+fn log_connection_events(
+    connection: &lapin::Connection,
+    connection_name: &str,
+    interruptions: Arc<tokio::sync::watch::Sender<u64>>,
+) {
     let mut events = connection.events_listener();
     let name = connection_name.to_owned();
     tokio::spawn(async move {
@@ -488,7 +504,13 @@ fn log_connection_events(connection: &lapin::Connection, connection_name: &str) 
                     tracing::info!(connection = %name, "RabbitMQ unblocked the connection");
                 }
                 lapin::Event::Error(error) => {
+                    interruptions.send_modify(|count| *count = count.wrapping_add(1));
                     tracing::warn!(connection = %name, %error, "RabbitMQ connection error; recovering");
+                }
+                // Only a recovery is seen here: the first connect happens before listening.
+                lapin::Event::Connected => {
+                    interruptions.send_modify(|count| *count = count.wrapping_add(1));
+                    tracing::info!(connection = %name, "RabbitMQ connection recovered");
                 }
                 other => tracing::debug!(connection = %name, event = ?other, "connection event"),
             }

@@ -286,8 +286,9 @@ impl Store {
     /// Folds what other workers recorded (their outcome events) into this store: each event id
     /// the ledger lacks is added, and an [`AppliedResult::advances_version`] record raises its
     /// subject's version to its sequence if that is higher (a version never goes down). An
-    /// event id the ledger has keeps its own record. Flushed once, before this returns.
-    /// Returns how many ledger entries were added. Blocking (one fsync).
+    /// event id the ledger has keeps its own record, except that an applied record replaces a
+    /// dead-lettered one (another worker applied its replay). Flushed once, before this
+    /// returns. Returns how many ledger entries were added or replaced. Blocking (one fsync).
     pub fn fold_recorded(&self, events: &[AppliedEvent]) -> Result<usize, StoreError> {
         let ledger = self.ledger_tree()?;
         let versions = self.versions_tree()?;
@@ -301,10 +302,27 @@ impl Store {
                     record: "ledger",
                     source,
                 })?;
-            let inserted = ledger
-                .compare_and_swap(event.event_id.as_bytes(), None::<&[u8]>, Some(record_bytes))
+            let mut written = false;
+            ledger
+                .fetch_and_update(event.event_id.as_bytes(), |existing| {
+                    let replace = match existing {
+                        None => true,
+                        Some(bytes) => {
+                            event.record.result.advances_version()
+                                && decode_record(bytes).is_ok_and(|record| {
+                                    record.result == AppliedResult::DeadLettered
+                                })
+                        }
+                    };
+                    written = replace;
+                    if replace {
+                        Some(record_bytes.clone())
+                    } else {
+                        existing.map(<[u8]>::to_vec)
+                    }
+                })
                 .during("fold a ledger entry")?;
-            if inserted.is_ok() {
+            if written {
                 added += 1;
             }
             if event.record.result.advances_version() {

@@ -65,14 +65,16 @@ pub(crate) fn own_queue(topology: &Topology, worker_id: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct Fold {
     queue: String,
+    exchange: String,
     publisher: Publisher,
     waiters: Mutex<HashMap<String, oneshot::Sender<()>>>,
 }
 
 impl Fold {
-    pub(crate) fn new(queue: String, publisher: Publisher) -> Fold {
+    pub(crate) fn new(queue: String, exchange: String, publisher: Publisher) -> Fold {
         Fold {
             queue,
+            exchange,
             publisher,
             waiters: Mutex::new(HashMap::new()),
         }
@@ -185,6 +187,24 @@ fn read(delivery: &Delivery, own_id: &str) -> Item {
     }
 }
 
+/// Another worker applied the event that blocks a subject quarantined here (an operator
+/// replayed it there): the quarantine is lifted, as the replay would have lifted it here.
+fn lift_replayed_quarantines(store: &Store, records: &[AppliedEvent]) -> Result<(), StoreError> {
+    let quarantine = store.quarantine()?;
+    for event in records {
+        if !event.record.result.advances_version() {
+            continue;
+        }
+        if let Some(blocking) = quarantine.get(&event.record.subject)?
+            && blocking.blocking_event_id == event.event_id
+        {
+            quarantine.lift(&event.record.subject)?;
+            tracing::info!(subject = %event.record.subject, event_id = %event.event_id, "another worker applied the blocking event; quarantine lifted");
+        }
+    }
+    Ok(())
+}
+
 /// Reads the worker's own outcome queue until `shutdown`, recording other workers' outcomes
 /// (one flush per batch, then the batch is acknowledged) and releasing barrier markers.
 pub(crate) async fn run_fold(
@@ -202,6 +222,20 @@ pub(crate) async fn run_fold(
                 Ok(consumer) => break consumer,
                 Err(error) => {
                     tracing::warn!(error = %error, queue = %fold.queue, "cannot read the worker's outcome queue; trying again");
+                    if matches!(error, moss_broker::BrokerError::QueueNotFound { .. }) {
+                        // Deleted under us: declare it again (what was in it is lost).
+                        if let Err(error) = broker
+                            .declare_own_queue(
+                                &fold.queue,
+                                &fold.exchange,
+                                OWN_QUEUE_MAX_LENGTH,
+                                OWN_QUEUE_EXPIRES,
+                            )
+                            .await
+                        {
+                            tracing::warn!(error = %error, queue = %fold.queue, "cannot declare the worker's outcome queue again");
+                        }
+                    }
                     tokio::select! {
                         () = shutdown.cancelled() => return,
                         () = tokio::time::sleep(pause) => {}
@@ -244,8 +278,12 @@ pub(crate) async fn run_fold(
             }
             if !records.is_empty() {
                 let store = store.clone();
-                let folded =
-                    tokio::task::spawn_blocking(move || store.fold_recorded(&records)).await;
+                let folded = tokio::task::spawn_blocking(move || {
+                    let added = store.fold_recorded(&records)?;
+                    lift_replayed_quarantines(&store, &records)?;
+                    Ok::<_, StoreError>(added)
+                })
+                .await;
                 if !matches!(folded, Ok(Ok(_))) {
                     tracing::error!(result = ?folded.map(|inner| inner.map(|_| ())), "cannot record other workers' outcomes; they come again");
                     for delivery in &deliveries {

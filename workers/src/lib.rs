@@ -160,6 +160,7 @@ pub async fn start(
     let outcome_publisher = broker.publisher().await?;
     let fold = Arc::new(fold::Fold::new(
         own_queue.clone(),
+        topology.outcomes_exchange(),
         broker.publisher().await?,
     ));
     let counters = Arc::new(Counters::default());

@@ -35,6 +35,10 @@ pub(crate) async fn run_partition(
     // The first delivery after (re)subscribing may mean this worker just took the partition
     // over (single active consumer): it waits until other workers' outcomes are folded in.
     let mut cold = true;
+    // A connection recovery keeps the consumer's stream but requeues what was unacknowledged
+    // and may have moved the active role to another worker: the same as a new channel.
+    let mut interruptions = broker.interruptions();
+    interruptions.mark_unchanged();
     let mut lanes: Lanes<LaneKey, Job> = Lanes::new();
     let mut running: JoinSet<(LaneKey, JobEnd)> = JoinSet::new();
     let mut running_keys: HashMap<tokio::task::Id, LaneKey> = HashMap::new();
@@ -80,9 +84,22 @@ pub(crate) async fn run_partition(
                 }
             }
             _ = circuit_changes.changed() => {}
+            Ok(()) = interruptions.changed() => {
+                interruptions.mark_unchanged();
+                tracing::info!(queue = %queue, "the connection was interrupted; in-flight deliveries stop and the next one waits for other workers' outcomes");
+                channel_lost.cancel();
+                channel_lost = ctx.shutdown.child_token();
+                cold = true;
+            }
             next = consumer.next(), if taking => match next {
                 Some(Ok(delivery)) => {
                     Counters::bump(&ctx.counters.received);
+                    if interruptions.has_changed().unwrap_or(false) {
+                        interruptions.mark_unchanged();
+                        channel_lost.cancel();
+                        channel_lost = ctx.shutdown.child_token();
+                        cold = true;
+                    }
                     if cold {
                         cold = false;
                         if !ctx.fold.caught_up(&ctx.shutdown).await {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use moss_broker::{Broker, Delivery, Headers, OutgoingMessage, Persistence, Publisher, Topology};
 use moss_store::{AppliedEvent, AppliedRecord, AppliedResult, CursorWrite, Store, StoreError};
 use serde::Deserialize;
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::outcomes::{OUTCOME_WORKER_ID, OutcomeKind};
@@ -67,7 +67,7 @@ pub(crate) struct Fold {
     queue: String,
     exchange: String,
     publisher: Publisher,
-    waiters: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 impl Fold {
@@ -84,54 +84,54 @@ impl Fold {
     /// call is recorded in its store; false if the worker shuts down first. Waits as long as
     /// RabbitMQ is unreachable (trying again every few seconds).
     pub(crate) async fn caught_up(&self, shutdown: &CancellationToken) -> bool {
+        // Any marker sent during this call will do: everything queued before the call is ahead
+        // of it. So the markers of earlier tries stay valid while a long backlog is folded.
+        let reached = Arc::new(Notify::new());
+        let mut sent = Vec::new();
         let mut pause = Duration::from_millis(200);
-        loop {
+        let caught_up = loop {
             let marker = uuid::Uuid::new_v4().simple().to_string();
-            let (sender, reached) = oneshot::channel();
-            self.lock().insert(marker.clone(), sender);
+            self.lock().insert(marker.clone(), Arc::clone(&reached));
+            sent.push(marker.clone());
             let message = OutgoingMessage {
                 exchange: String::new(),
                 routing_key: self.queue.clone(),
                 message_id: format!("marker-{marker}"),
                 body: Vec::new(),
                 content_type: "application/octet-stream".to_owned(),
-                headers: Headers::new().with_text(MARKER, marker.clone()),
+                headers: Headers::new().with_text(MARKER, marker),
                 persistence: Persistence::Transient,
             };
-            let waited = match self.publisher.publish(message).await {
-                Ok(()) => tokio::select! {
-                    () = shutdown.cancelled() => None,
-                    reached = reached => Some(reached.is_ok()),
-                    () = tokio::time::sleep(Duration::from_secs(10)) => Some(false),
-                },
+            let wait = match self.publisher.publish(message).await {
+                Ok(()) => Duration::from_secs(10),
                 Err(error) => {
                     tracing::warn!(error = %error, queue = %self.queue, "cannot send the takeover marker; trying again");
-                    Some(false)
+                    pause
                 }
             };
-            self.lock().remove(&marker);
-            match waited {
-                None => return false,
-                Some(true) => return true,
-                Some(false) => {
-                    tracing::warn!(queue = %self.queue, "other workers' outcomes not caught up yet; the partition waits");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return false,
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
+            tokio::select! {
+                () = shutdown.cancelled() => break false,
+                () = reached.notified() => break true,
+                () = tokio::time::sleep(wait) => {}
             }
+            tracing::warn!(queue = %self.queue, "other workers' outcomes not caught up yet; the partition waits");
+            pause = (pause * 2).min(Duration::from_secs(5));
+        };
+        let mut waiters = self.lock();
+        for marker in &sent {
+            waiters.remove(marker);
         }
+        caught_up
     }
 
     fn reached(&self, marker: &str) {
-        if let Some(sender) = self.lock().remove(marker) {
-            let _ = sender.send(());
+        if let Some(reached) = self.lock().remove(marker) {
+            // A permit is kept if the waiter is between two tries.
+            reached.notify_one();
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<()>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
         self.waiters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use moss_broker::{Broker, Consumer, Delivery};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::counters::Counters;
 use crate::lanes::{LaneKey, Lanes};
@@ -31,7 +32,7 @@ pub(crate) async fn run_partition(
         return;
     };
     // Deliveries of this consumer's channel; cancelled when the channel is lost.
-    let mut channel_lost = ctx.shutdown.child_token();
+    let mut channel_lost = CancellationToken::new();
     // The first delivery after (re)subscribing may mean this worker just took the partition
     // over (single active consumer): it waits until other workers' outcomes are folded in.
     let mut cold = true;
@@ -88,7 +89,7 @@ pub(crate) async fn run_partition(
                 interruptions.mark_unchanged();
                 tracing::info!(queue = %queue, "the connection was interrupted; in-flight deliveries stop and the next one waits for other workers' outcomes");
                 channel_lost.cancel();
-                channel_lost = ctx.shutdown.child_token();
+                channel_lost = CancellationToken::new();
                 cold = true;
             }
             next = consumer.next(), if taking => match next {
@@ -97,7 +98,7 @@ pub(crate) async fn run_partition(
                     if interruptions.has_changed().unwrap_or(false) {
                         interruptions.mark_unchanged();
                         channel_lost.cancel();
-                        channel_lost = ctx.shutdown.child_token();
+                        channel_lost = CancellationToken::new();
                         cold = true;
                     }
                     if cold {
@@ -137,7 +138,7 @@ pub(crate) async fn run_partition(
             // other workers before anything of ours is acknowledged). A subject's lane stays
             // in place, so its redelivered events still queue behind its running one.
             channel_lost.cancel();
-            channel_lost = ctx.shutdown.child_token();
+            channel_lost = CancellationToken::new();
             cold = true;
             tokio::select! {
                 () = ctx.shutdown.cancelled() => break,

@@ -409,11 +409,14 @@ pub(crate) struct RetryScope<'a> {
     pub(crate) retry: &'a RetrySettings,
     pub(crate) counters: &'a Counters,
     pub(crate) shutdown: &'a CancellationToken,
+    /// Cancelled when the delivery's channel is gone: the call in flight is dropped (a request
+    /// already on the wire may still land) and the delivery handed back at once, because
+    /// RabbitMQ may already have given it to another worker.
+    pub(crate) abandon: &'a CancellationToken,
 }
 
 /// Calls the handler until it ends in something other than `Retry`, under the circuit. Stops
-/// (hands back) between attempts once `channel_lost` is cancelled (it is a child of the
-/// worker's shutdown token).
+/// (hands back), even in the middle of a call, once `channel_lost` is cancelled.
 async fn attempt(
     ctx: &WorkerContext,
     event: &Envelope,
@@ -423,7 +426,8 @@ async fn attempt(
         circuit: &ctx.circuit,
         retry: &ctx.retry,
         counters: &ctx.counters,
-        shutdown: channel_lost,
+        shutdown: &ctx.shutdown,
+        abandon: channel_lost,
     };
     attempt_with(scope, event, || handlers::apply(event, &ctx.tenant)).await
 }
@@ -443,6 +447,7 @@ where
         retry,
         counters,
         shutdown,
+        abandon,
     } = scope;
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(retry.first_delay)
@@ -459,12 +464,24 @@ where
             tracing::warn!(event_id = %event.id, "held too long while the tenant fails; handing it back");
             return Settlement::HandBack;
         }
-        let Some(admission) = circuit.admit(shutdown).await else {
+        let admitted = tokio::select! {
+            admission = circuit.admit(shutdown) => admission,
+            () = abandon.cancelled() => None,
+        };
+        let Some(admission) = admitted else {
             return Settlement::HandBack;
         };
         attempts += 1;
         let started = Instant::now();
-        let outcome = apply().await;
+        // Dropping the call is what a crash would do; handlers are written for it. The circuit
+        // notices a probe that never reports.
+        let outcome = tokio::select! {
+            outcome = apply() => outcome,
+            () = abandon.cancelled() => {
+                tracing::info!(event_id = %event.id, "its delivery's channel is gone; the call is abandoned and the delivery handed back");
+                return Settlement::HandBack;
+            }
+        };
         let (after, failure) = match outcome {
             Outcome::Retry { after, failure } => (after, failure),
             final_outcome => {
@@ -520,6 +537,7 @@ where
         );
         tokio::select! {
             () = shutdown.cancelled() => return Settlement::HandBack,
+            () = abandon.cancelled() => return Settlement::HandBack,
             () = tokio::time::sleep(wait) => {}
         }
     }
@@ -876,11 +894,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_event_that_keeps_failing_alone_is_dead_lettered_after_its_attempts() {
         let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let never = CancellationToken::new();
         let scope = RetryScope {
             circuit: &circuit,
             retry: &retry_settings,
             counters: &counters,
             shutdown: &shutdown,
+            abandon: &never,
         };
         let event = event(subject(), 1);
         let settlement =
@@ -904,11 +924,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failures_while_the_circuit_is_open_never_dead_letter_and_the_event_applies_after() {
         let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let never = CancellationToken::new();
         let scope = RetryScope {
             circuit: &circuit,
             retry: &retry_settings,
             counters: &counters,
             shutdown: &shutdown,
+            abandon: &never,
         };
         let event = event(subject(), 1);
         let calls = std::cell::Cell::new(0);
@@ -936,11 +958,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_during_a_retry_wait_hands_the_delivery_back() {
         let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let never = CancellationToken::new();
         let scope = RetryScope {
             circuit: &circuit,
             retry: &retry_settings,
             counters: &counters,
             shutdown: &shutdown,
+            abandon: &never,
         };
         let event = event(subject(), 1);
         let settlement = attempt_with(scope, &event, || {
@@ -954,11 +978,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retry_after_is_waited_out_before_the_next_attempt() {
         let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let never = CancellationToken::new();
         let scope = RetryScope {
             circuit: &circuit,
             retry: &retry_settings,
             counters: &counters,
             shutdown: &shutdown,
+            abandon: &never,
         };
         let event = event(subject(), 1);
         let calls = std::cell::Cell::new(0);

@@ -317,7 +317,9 @@ impl System {
             self.cleanup.0 = None;
         }
         for queue in &self.outcome_queues {
-            let _ = moss_broker::baseline::delete_queue(AMQP_URL, queue).await;
+            if let Err(error) = moss_broker::baseline::delete_queue(AMQP_URL, queue).await {
+                eprintln!("cannot delete the worker's outcome queue {queue}: {error}");
+            }
         }
         let _ = self.broker.close().await;
         self.emulator.shutdown().await;

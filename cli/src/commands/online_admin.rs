@@ -4,19 +4,18 @@
 //! ledger and the dead letters. Nothing is published before every check has passed.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use moss_online::{OnlineClient, UserKey, UserPrincipalName, UserProperty};
 use moss_schemas::Subject;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use crate::commands::accounts::ingest::{Ingest, IngestArgs};
 use crate::commands::emulator::DEFAULT_EMULATOR_LISTEN;
-use crate::commands::producer::DEFAULT_INGEST_ADDR;
 use crate::commands::worker::TenantArgs;
-use crate::config::{self, FileConfig, layered};
+use crate::config::{self, FileConfig};
 
 /// The CloudEvents `source` of events these commands publish.
 const SOURCE: &str = "moss-cli";
@@ -24,12 +23,9 @@ const SOURCE: &str = "moss-cli";
 /// Where the producer is, and whether to ask before publishing.
 #[derive(Debug, Args)]
 pub(crate) struct PublishTarget {
-    /// The producer's ingest address.
-    #[arg(long, env = "MOSS_INGEST_ADDR", value_name = "ADDR")]
-    ingest_addr: Option<String>,
-    /// File holding the ingest's bearer token.
-    #[arg(long, env = "MOSS_INGEST_TOKEN_FILE", value_name = "FILE")]
-    ingest_token_file: Option<PathBuf>,
+    /// Where the producer is.
+    #[command(flatten)]
+    ingest: IngestArgs,
     /// Publish without asking (the plan is still shown).
     #[arg(long)]
     pub(crate) yes: bool,
@@ -211,65 +207,23 @@ pub(crate) fn confirm(target: &PublishTarget, events: usize) -> Result<()> {
     Ok(())
 }
 
-/// Hands the events to the producer one by one, in order; each is stored durably (`202`)
-/// before the next is sent. Prints each accepted event's type and id.
+/// Hands the events to the producer in order, through the same ingest client as `moss
+/// accounts` (batches each stored whole before `202`). Prints each accepted event's type and id.
 pub(crate) async fn publish(
     target: &PublishTarget,
     file: &FileConfig,
     events: &[Value],
 ) -> Result<()> {
-    let addr = layered(target.ingest_addr.clone(), file.ingest_addr.clone(), || {
-        DEFAULT_INGEST_ADDR.to_owned()
-    });
-    let addr = config::socket_addr(&addr, "MOSS_INGEST_ADDR")?;
-    let token = match target
-        .ingest_token_file
-        .clone()
-        .or_else(|| file.ingest_token_file.clone())
-    {
-        Some(path) => Some(config::read_secret_file(&path, "MOSS_INGEST_TOKEN_FILE")?),
-        None => std::env::var("MOSS_INGEST_TOKEN")
-            .ok()
-            .filter(|token| !token.is_empty())
-            .map(SecretString::from),
-    };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .context("could not start an HTTP client")?;
-    for (index, event) in events.iter().enumerate() {
-        let mut request = client
-            .post(format!("http://{addr}/v1/events"))
-            .header("content-type", moss_producer::SINGLE_CONTENT_TYPE)
-            .body(serde_json::to_vec(event).context("could not encode the event")?);
-        if let Some(token) = &token {
-            request = request.bearer_auth(token.expose_secret());
-        }
-        let response = request.send().await.with_context(|| {
-            format!("could not reach the producer at {addr}; is `moss producer` or `moss up` running there? ({index} of {} events were published)", events.len())
-        })?;
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        if status != 202 {
-            let detail = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|problem| {
-                    problem
-                        .get("detail")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
-                .unwrap_or(text);
-            bail!(
-                "the producer refused the event ({status}): {detail} ({index} of {} events were published)",
-                events.len()
+    let ingest = Ingest::resolve(&target.ingest, file)?;
+    let accepted = ingest.publish(events).await?;
+    for event in events {
+        let id = event["id"].as_str().unwrap_or_default();
+        if accepted.iter().any(|accepted| accepted == id) {
+            println!(
+                "published {} {id}",
+                event["type"].as_str().unwrap_or_default()
             );
         }
-        println!(
-            "published {} {}",
-            event["type"].as_str().unwrap_or_default(),
-            event["id"].as_str().unwrap_or_default()
-        );
     }
     Ok(())
 }

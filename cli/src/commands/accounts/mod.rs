@@ -13,7 +13,7 @@ mod assign;
 mod bulk_create;
 mod directory_users;
 mod import;
-mod ingest;
+pub(crate) mod ingest;
 mod ldif;
 mod tenant_view;
 

@@ -134,6 +134,15 @@ pub enum WatchError {
         /// Who the watcher tried to bind as.
         bind_dn: String,
     },
+    /// The directory could not be reached, or refused a read (an operator command's one-off
+    /// connection; the watcher itself reconnects instead).
+    #[error("the directory at {url} {reason}")]
+    Directory {
+        /// The directory.
+        url: String,
+        /// What failed, as a phrase ("could not be reached: …").
+        reason: String,
+    },
     /// The producer's ingest refused the events (a moss bug or a version mismatch).
     #[error("the producer refused the watcher's events with status {status}: {detail}")]
     Refused {

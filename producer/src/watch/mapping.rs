@@ -24,7 +24,7 @@ pub struct DisabledRule {
 }
 
 impl DisabledRule {
-    fn is_disabled(&self, attributes: &Attributes) -> bool {
+    pub(crate) fn is_disabled(&self, attributes: &Attributes) -> bool {
         let values = attributes.values(&self.attribute);
         if self.attribute.eq_ignore_ascii_case("userAccountControl") {
             return values
@@ -138,7 +138,7 @@ impl Attributes {
             .map_or(&[], Vec::as_slice)
     }
 
-    fn first(&self, name: &str) -> Option<&str> {
+    pub(crate) fn first(&self, name: &str) -> Option<&str> {
         self.values(name).first().map(String::as_str)
     }
 }

@@ -12,12 +12,14 @@
 //! [`Cursor`]: moss_store::Cursor
 
 mod csn;
+mod directory;
 mod ldap;
 mod mapping;
 mod poll;
 mod sink;
 mod tls;
 
+pub use directory::{AddOutcome, Directory, DirectoryUser, UnusableUser};
 pub use ldap::{LdapWatchSettings, WatchError, WatchMode, run_ldap};
 pub use mapping::{DirectoryMapping, DisabledRule, OnlineAccountPolicy};
 pub use poll::PollSettings;

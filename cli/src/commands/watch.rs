@@ -236,7 +236,7 @@ impl LdapArgs {
 }
 
 /// The first line of the password file, kept whole (a password may start or end with spaces).
-fn read_password(path: &std::path::Path) -> Result<secrecy::SecretString> {
+pub(crate) fn read_password(path: &std::path::Path) -> Result<secrecy::SecretString> {
     let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).with_context(|| {
         format!(
             "could not read the LDAP bind password from {} (MOSS_LDAP_PASSWORD_FILE)",

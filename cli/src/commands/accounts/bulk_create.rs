@@ -9,10 +9,12 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use moss_schemas::{AccountName, DisplayName};
 use moss_schemas::{Upn, UsageLocation};
 use serde_json::json;
 
-use super::directory_users::{self, ExportFormat};
+use super::directory::DirectoryArgs;
+use super::directory_users::{self, DirectoryUser, ExportFormat};
 use super::ingest::{Ingest, IngestArgs, envelope};
 use super::tenant_view::TenantView;
 use super::{TenantReadArgs, confirm};
@@ -23,8 +25,17 @@ pub(crate) struct BulkCreateArgs {
     /// An export of directory users: CSV with a header row, or a JSON array (columns
     /// subject/objectGUID/entryUUID, account_name/sAMAccountName/uid, and optionally
     /// display_name, upn, usage_location).
-    #[arg(long, value_name = "FILE")]
-    input: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "from_directory",
+        conflicts_with = "from_directory"
+    )]
+    input: Option<PathBuf>,
+    /// Instead of an export: the users the watcher follows (read from the directory configured
+    /// with MOSS_LDAP_*, with the watcher's mapping), less those an online account is linked to.
+    #[arg(long)]
+    from_directory: bool,
     /// The export's format (default: from the file name, else from its first character).
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<ExportFormat>,
@@ -48,6 +59,8 @@ pub(crate) struct BulkCreateArgs {
     tenant: TenantReadArgs,
     #[command(flatten)]
     ingest: IngestArgs,
+    #[command(flatten)]
+    directory: DirectoryArgs,
 }
 
 /// One proposed create.
@@ -81,7 +94,11 @@ pub(crate) async fn run(args: BulkCreateArgs, file: &FileConfig) -> Result<()> {
                 .map_err(|error| anyhow::anyhow!("--usage-location {code}: {}", error.message))
         })
         .transpose()?;
-    let users = directory_users::read(&args.input, args.format)?;
+    let mut left_out = Vec::new();
+    let users = match &args.input {
+        Some(path) => directory_users::read(path, args.format)?,
+        None => read_directory(&args.directory, &mut left_out).await?,
+    };
     let client = args.tenant.client(file)?;
     let tenant = TenantView::read(&client).await?;
     let domain = tenant.accepted_domain(args.domain.as_deref())?;
@@ -183,11 +200,17 @@ pub(crate) async fn run(args: BulkCreateArgs, file: &FileConfig) -> Result<()> {
         );
     }
 
-    println!("bulk-create plan for {} directory users", users.len());
+    println!(
+        "bulk-create plan for {} directory users",
+        users.len() + left_out.len()
+    );
     println!("  domain             {domain}");
     println!("  creates            {}", creates.len());
     println!("  already online     {}", already.len());
     println!("  conflicts          {}", conflicts.len());
+    if args.input.is_none() {
+        println!("  left out           {}", left_out.len());
+    }
     let mut short_of_seats = 0_i64;
     for (part, sku) in &skus {
         let free = sku.available_units();
@@ -223,6 +246,7 @@ pub(crate) async fn run(args: BulkCreateArgs, file: &FileConfig) -> Result<()> {
     for (title, skips) in [
         ("conflicts (left out)", &conflicts),
         ("already online (left out)", &already),
+        ("not usable from the directory (left out)", &left_out),
     ] {
         if !skips.is_empty() {
             println!("\n{title}:");
@@ -273,4 +297,78 @@ pub(crate) async fn run(args: BulkCreateArgs, file: &FileConfig) -> Result<()> {
         accepted.len()
     );
     Ok(())
+}
+
+/// The users the watcher follows, read now from the configured directory with its mapping
+/// (subject, user name, display name, disabled rule). Disabled users and entries the watcher
+/// could not publish either are left out, each named in `left_out`.
+async fn read_directory(
+    args: &DirectoryArgs,
+    left_out: &mut Vec<Skip>,
+) -> Result<Vec<DirectoryUser>> {
+    let Some(settings) = args.settings()? else {
+        bail!(
+            "--from-directory: no directory is configured; set MOSS_LDAP_URL, MOSS_LDAP_BASE, MOSS_LDAP_BIND_DN and MOSS_LDAP_PASSWORD_FILE as for the watcher (or use --input with an export)"
+        );
+    };
+    let base = settings.base()?.to_owned();
+    let mut directory = settings.connect().await?;
+    let (found, unusable) = directory
+        .users(&base, &settings.mapping, &settings.subject_attribute)
+        .await?;
+    directory.close().await;
+    for entry in unusable {
+        left_out.push(Skip {
+            place: entry.dn,
+            account_name: String::new(),
+            reason: entry.reason,
+        });
+    }
+    let mut users = Vec::new();
+    for user in found {
+        let mut skip = |reason: String| {
+            left_out.push(Skip {
+                place: user.dn.clone(),
+                account_name: user.account_name.clone(),
+                reason,
+            });
+        };
+        if user.disabled {
+            skip(format!(
+                "disabled in the directory ({})",
+                settings.mapping.disabled.attribute
+            ));
+            continue;
+        }
+        let account_name = match AccountName::parse(&user.account_name) {
+            Ok(name) => name,
+            Err(error) => {
+                skip(format!(
+                    "{}: {}",
+                    settings.mapping.account_attribute, error.message
+                ));
+                continue;
+            }
+        };
+        let display_name = user
+            .display_name
+            .as_deref()
+            .and_then(|name| DisplayName::parse(name).ok());
+        users.push(DirectoryUser {
+            place: user.dn.clone(),
+            subject: user.subject,
+            account_name,
+            display_name,
+            upn: None,
+            usage_location: None,
+        });
+    }
+    if users.is_empty() && left_out.is_empty() {
+        bail!(
+            "--from-directory: the directory at {} holds no {} under {base}",
+            settings.url,
+            settings.mapping.user_class
+        );
+    }
+    Ok(users)
 }

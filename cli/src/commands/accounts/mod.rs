@@ -11,6 +11,7 @@
 
 mod assign;
 mod bulk_create;
+mod directory;
 mod directory_users;
 mod import;
 pub(crate) mod ingest;

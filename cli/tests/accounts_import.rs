@@ -30,9 +30,21 @@ fn moss_with_directory(
     password_file: &Path,
     args: &[&str],
 ) -> (i32, String, String) {
+    moss_with(system, &slapd.url(), password_file, &[], args)
+}
+
+/// [`moss_with_directory`] at `url`, with more environment (`MOSS_LDAP_CA_FILE`, …).
+fn moss_with(
+    system: &System,
+    url: &str,
+    password_file: &Path,
+    environment: &[(&str, &str)],
+    args: &[&str],
+) -> (i32, String, String) {
     let tenant = system.emulator.tenant();
     let output = Command::new(env!("CARGO_BIN_EXE_moss"))
         .args(args)
+        .envs(environment.iter().copied())
         .env("MOSS_TENANT_ID", tenant.tenant_id.to_string())
         .env("MOSS_CLIENT_ID", tenant.client_id.to_string())
         .env("MOSS_CLIENT_SECRET", &tenant.client_secret)
@@ -43,7 +55,7 @@ fn moss_with_directory(
             "MOSS_INGEST_ADDR",
             system.producer.as_ref().unwrap().ingest_addr().to_string(),
         )
-        .env("MOSS_LDAP_URL", slapd.url())
+        .env("MOSS_LDAP_URL", url)
         .env("MOSS_LDAP_BASE", BASE)
         .env("MOSS_LDAP_BIND_DN", ADMIN_DN)
         .env("MOSS_LDAP_PASSWORD_FILE", password_file)
@@ -374,5 +386,73 @@ async fn bulk_create_from_the_directory_proposes_accounts_for_watched_users_with
 
     stop.cancel();
     watcher.await.unwrap().unwrap();
+    system.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_over_ldaps_and_starttls_trusts_the_ca_file_and_refuses_without_it() {
+    let mut seed = Seed::for_tests();
+    seed.users.push(unlinked("tess@contoso.com", "Tess Ng"));
+    seed.users.push(unlinked("ulf@contoso.com", "Ulf Berg"));
+    let system = System::spawn_seeded(seed, |_| {}).await;
+    let pki = TestPki::new("accounts-import");
+    // This slapd refuses simple binds without TLS.
+    let slapd = Slapd::start_tls(&pki);
+    let dir = tempfile::tempdir().unwrap();
+    let bind_password = admin_password_file(dir.path());
+    let ca = slapd.ca_file().to_str().unwrap().to_owned();
+    let import = |passwords: &str| {
+        vec![
+            "accounts".to_owned(),
+            "import".to_owned(),
+            "--base-dn".to_owned(),
+            format!("ou=people,{BASE}"),
+            "--passwords".to_owned(),
+            dir.path().join(passwords).to_str().unwrap().to_owned(),
+            "--yes".to_owned(),
+        ]
+    };
+    let args = import("first.txt");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // Without the CA file the system roots do not trust the test CA: refused, nothing added.
+    let (code, stdout, stderr) = moss_with(&system, &slapd.ldaps_url(), &bind_password, &[], &args);
+    assert_ne!(code, 0, "{stdout}");
+    assert!(
+        stderr.contains("certificate moss does not trust"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("first.txt").exists());
+
+    // ldaps:// with the CA file: both added.
+    let (code, stdout, stderr) = moss_with(
+        &system,
+        &slapd.ldaps_url(),
+        &bind_password,
+        &[("MOSS_LDAP_CA_FILE", &ca)],
+        &args,
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("added 2, already present 0, failed 0"),
+        "{stdout}"
+    );
+    for uid in ["tess", "ulf"] {
+        assert!(!slapd.entry_uuid(&user_dn(uid)).is_empty());
+    }
+
+    // StartTLS on ldap:// with the CA file: the rerun finds both and adds nothing.
+    let args = import("second.txt");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = moss_with(
+        &system,
+        &slapd.url(),
+        &bind_password,
+        &[("MOSS_LDAP_CA_FILE", &ca), ("MOSS_LDAP_STARTTLS", "true")],
+        &args,
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("0 to add, 2 there already"), "{stdout}");
+    assert!(!dir.path().join("second.txt").exists());
     system.finish().await;
 }

@@ -564,6 +564,16 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_add_names_its_ldap_result() {
+        assert_eq!(
+            ldap_result(50, " no write access "),
+            "LDAP result 50 (insufficientAccessRights): no write access"
+        );
+        assert_eq!(ldap_result(32, ""), "LDAP result 32 (noSuchObject)");
+        assert_eq!(ldap_result(80, "other"), "LDAP result 80: other");
+    }
+
+    #[test]
     fn temporary_passwords_have_every_class() {
         let password = temporary_password();
         assert_eq!(password.len(), 16);

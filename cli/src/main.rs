@@ -5,6 +5,7 @@
 mod commands;
 mod config;
 mod dashboard;
+mod figures;
 mod logging;
 mod operate;
 mod shutdown;

@@ -20,13 +20,11 @@ use serde::Serialize;
 
 use crate::commands::producer::DEFAULT_INGEST_ADDR;
 use crate::config::{Common, CommonArgs, FileConfig, layered};
+use crate::figures::{Circuit, WorkerFigures, count_by_class, outbox_backlog, partition_depths};
 use crate::operate::connection;
 use crate::operate::dead_letters::{DeadLetter, DeadQueueView, sort_by_dead_at};
 use crate::operate::management::{DEFAULT_MANAGEMENT_URL, Management, QueueStats};
-use crate::operate::metrics::{
-    PRODUCER_OUTBOX_BACKLOG, Scrape, WORKER_APPLIED, WORKER_AWAITING_LICENCE, WORKER_CIRCUIT,
-    WORKER_FREE_SEATS,
-};
+use crate::operate::metrics::{Scrape, WORKER_APPLIED};
 
 /// The worker's metrics listener by default (INTERFACES.md, `MOSS_METRICS_ADDR` of a worker).
 const DEFAULT_WORKER_METRICS_ADDR: &str = "127.0.0.1:9481";
@@ -73,7 +71,7 @@ pub(crate) struct Status {
     outbox_backlog: Option<u64>,
     applied_per_minute: Option<f64>,
     settled_per_minute: Option<f64>,
-    circuit: Option<CircuitStatus>,
+    circuit: Option<Circuit>,
     free_seats: Option<Vec<FreeSeats>>,
     /// Users whose online account waits for a free licence seat (the worker assigns it once
     /// one frees); `null` when the worker's metrics do not answer.
@@ -137,12 +135,6 @@ struct DeadLetterStatus {
     in_flight: Option<u64>,
     oldest_dead_at: Option<String>,
     newest_dead_at: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct CircuitStatus {
-    state: String,
-    cause: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -269,9 +261,8 @@ async fn gather(
     });
 
     let mut partitions = Vec::with_capacity(usize::from(topology.partitions()));
-    for partition in 0..topology.partitions() {
-        let queue = topology.partition_queue(partition);
-        let depth = broker.queue_depth(&queue).await.map_err(|error| match error {
+    for (partition, (queue, depth)) in (0..).zip(partition_depths(broker, topology).await) {
+        let depth = depth.map_err(|error| match error {
             moss_broker::BrokerError::QueueNotFound { .. } => anyhow::anyhow!(
                 "RabbitMQ has no queue {queue}; set MOSS_PARTITIONS to the installation's partition count"
             ),
@@ -292,10 +283,7 @@ async fn gather(
     let dead_letters = {
         let mut letters: Vec<&DeadLetter> = view.held.iter().map(|held| &held.letter).collect();
         sort_by_dead_at(&mut letters);
-        let mut by_class = BTreeMap::new();
-        for letter in &letters {
-            *by_class.entry(letter.error.class.clone()).or_insert(0) += 1;
-        }
+        let (by_class, held_deletes) = count_by_class(letters.iter().copied());
         let last_errors: Vec<LastError> = letters
             .iter()
             .rev()
@@ -315,7 +303,7 @@ async fn gather(
             queue: topology.dead_queue(),
             count: view.in_queue,
             counted: letters.len(),
-            held_deletes: by_class.get("held").copied().unwrap_or(0),
+            held_deletes,
             by_class,
             in_flight: None,
             oldest_dead_at: letters.iter().find_map(|letter| letter.dead_at.clone()),
@@ -354,11 +342,7 @@ async fn gather(
     }
 
     let producer = Scrape::fetch(&sight.http, &sight.producer_metrics).await;
-    let outbox_backlog = producer
-        .as_ref()
-        .ok()
-        .and_then(|scrape| scrape.value(PRODUCER_OUTBOX_BACKLOG))
-        .map(|backlog| backlog.max(0.0) as u64);
+    let outbox_backlog = outbox_backlog(&producer);
 
     // Applied per minute needs two readings of the worker's counter some time apart.
     let mut worker = worker_first;
@@ -383,38 +367,12 @@ async fn gather(
             applied_now = Some((Instant::now(), now));
         }
     }
-    let circuit = worker.as_ref().ok().and_then(|scrape| {
-        scrape
-            .series(WORKER_CIRCUIT)
-            .find(|sample| sample.value >= 1.0)
-            .map(|sample| CircuitStatus {
-                state: sample
-                    .labels
-                    .get("state")
-                    .cloned()
-                    .unwrap_or_else(|| "unknown".to_owned()),
-                cause: sample
-                    .labels
-                    .get("cause")
-                    .filter(|cause| !cause.is_empty())
-                    .cloned(),
-            })
-    });
-    let free_seats = worker.as_ref().ok().and_then(|scrape| {
-        let seats: Vec<FreeSeats> = scrape
-            .series(WORKER_FREE_SEATS)
-            .map(|sample| FreeSeats {
-                sku: sample.labels.get("sku").cloned().unwrap_or_default(),
-                free: sample.value,
-            })
-            .collect();
-        (!seats.is_empty()).then_some(seats)
-    });
-
-    let awaiting_licence = worker.as_ref().ok().and_then(|scrape| {
-        scrape
-            .value(WORKER_AWAITING_LICENCE)
-            .map(|value| value.max(0.0) as u64)
+    let figures = WorkerFigures::read(&worker);
+    let free_seats = figures.free_seats.map(|seats| {
+        seats
+            .into_iter()
+            .map(|(sku, free)| FreeSeats { sku, free })
+            .collect()
     });
 
     let totals = Totals {
@@ -448,9 +406,9 @@ async fn gather(
         outbox_backlog,
         applied_per_minute,
         settled_per_minute,
-        circuit,
+        circuit: figures.circuit,
         free_seats,
-        awaiting_licence,
+        awaiting_licence: figures.awaiting_licence,
         last_errors,
     };
     Ok((status, applied_now))

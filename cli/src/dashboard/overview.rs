@@ -13,9 +13,9 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::Shared;
-use super::letters::HELD;
+use crate::figures::{Circuit, WorkerFigures, count_by_class, outbox_backlog, partition_depths};
 use crate::operate::management::Management;
-use crate::operate::metrics::{PRODUCER_OUTBOX_BACKLOG, Scrape, WORKER_CIRCUIT, WORKER_FREE_SEATS};
+use crate::operate::metrics::Scrape;
 
 /// Settled events by type and outcome (the worker's counter).
 const WORKER_EVENTS: &str = "moss_worker_events_total";
@@ -87,12 +87,6 @@ pub(crate) struct Signal {
 }
 
 #[derive(Debug, Serialize)]
-pub(crate) struct Circuit {
-    pub(crate) state: String,
-    pub(crate) cause: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
 pub(crate) struct Partition {
     pub(crate) queue: String,
     pub(crate) ready: Option<u32>,
@@ -137,9 +131,8 @@ pub(crate) async fn gather(shared: &Shared) -> Overview {
     });
     let mut partitions = Vec::new();
     let mut amqp_problem = None;
-    for partition in 0..topology.partitions() {
-        let queue = topology.partition_queue(partition);
-        let depth = match shared.broker.queue_depth(&queue).await {
+    for (queue, depth) in partition_depths(&shared.broker, topology).await {
+        let depth = match depth {
             Ok(depth) => Some(depth),
             Err(error) => {
                 amqp_problem.get_or_insert_with(|| format!("could not inspect {queue}: {error}"));
@@ -173,11 +166,7 @@ pub(crate) async fn gather(shared: &Shared) -> Overview {
         .queue_depth(&topology.dead_queue())
         .await
         .map_or(snapshot.in_queue, |depth| depth.ready);
-    let mut by_class = BTreeMap::new();
-    for letter in &snapshot.letters {
-        *by_class.entry(letter.error.class.clone()).or_insert(0) += 1;
-    }
-    let held_deletes = by_class.get(HELD).copied().unwrap_or(0);
+    let (by_class, held_deletes) = count_by_class(&snapshot.letters);
     sources.push(Source {
         name: "dead queue",
         address: topology.dead_queue(),
@@ -202,40 +191,12 @@ pub(crate) async fn gather(shared: &Shared) -> Overview {
         problem: shared.outcomes.problem(),
     });
 
-    let outbox_backlog = producer
-        .as_ref()
-        .ok()
-        .and_then(|scrape| scrape.value(PRODUCER_OUTBOX_BACKLOG))
-        .map(|backlog| backlog.max(0.0) as u64);
-    let circuit = worker.as_ref().ok().and_then(|scrape| {
-        scrape
-            .series(WORKER_CIRCUIT)
-            .find(|sample| sample.value >= 1.0)
-            .map(|sample| Circuit {
-                state: sample
-                    .labels
-                    .get("state")
-                    .cloned()
-                    .unwrap_or_else(|| "unknown".to_owned()),
-                cause: sample
-                    .labels
-                    .get("cause")
-                    .filter(|cause| !cause.is_empty())
-                    .cloned(),
-            })
-    });
-    let free_seats = worker.as_ref().ok().and_then(|scrape| {
-        let seats: Vec<(String, f64)> = scrape
-            .series(WORKER_FREE_SEATS)
-            .map(|sample| {
-                (
-                    sample.labels.get("sku").cloned().unwrap_or_default(),
-                    sample.value,
-                )
-            })
-            .collect();
-        (!seats.is_empty()).then_some(seats)
-    });
+    let outbox_backlog = outbox_backlog(&producer);
+    let WorkerFigures {
+        circuit,
+        free_seats,
+        ..
+    } = WorkerFigures::read(&worker);
     let (mut applied_per_minute, mut throttled_per_minute, mut retries_per_minute) =
         (None, None, None);
     let (mut throttled_total, mut retries_total) = (None, None);

@@ -6,6 +6,7 @@ mod commands;
 mod config;
 mod dashboard;
 mod figures;
+mod held_deletes;
 mod logging;
 mod operate;
 mod shutdown;

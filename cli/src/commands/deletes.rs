@@ -5,28 +5,24 @@
 //!
 //! Like `moss dlq`, it goes through RabbitMQ only (the running worker holds its sled database).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
-use chrono::Utc;
 use clap::{Args, Subcommand};
-use moss_broker::{Broker, OutgoingMessage, Persistence, Topology};
+use moss_broker::{Broker, Topology};
 use serde_json::json;
 
 use crate::config::{CommonArgs, FileConfig};
+use crate::figures::HELD;
+use crate::held_deletes::{RepublishError, republish, with_waiting};
 use crate::operate::connection;
 use crate::operate::dead_letters::{
-    DeadLetter, DeadQueueView, release_quarantines, replay_headers, sort_by_dead_at,
+    DeadLetter, DeadQueueView, release_quarantines, sort_by_dead_at,
 };
-use crate::operate::selection::replay_order;
 
-/// The class the guard gives a held delete.
-const HELD: &str = "held";
 /// The most letters read at once (all held unacknowledged while the command runs).
 const DEFAULT_LIMIT: usize = 10_000;
-/// Approvals are published in batches of this many (pipelined confirms).
-const BATCH: usize = 200;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum DeletesCommand {
@@ -241,84 +237,24 @@ async fn approve(
     let letters = in_order(view);
     let chosen = chosen(&letters, &args.ids, args.all)?;
     let chosen_ids: HashSet<&str> = chosen.iter().map(|letter| letter.id.as_str()).collect();
-    let subjects: HashSet<&str> = chosen
-        .iter()
-        .filter_map(|letter| letter.subject.as_deref())
-        .collect();
     // The events of those users that waited behind the held delete go with it, after it:
-    // otherwise they would stay dead-lettered as quarantined.
-    let mut seen = HashSet::new();
-    let replayed: Vec<&DeadLetter> = letters
-        .iter()
-        .copied()
-        .filter(|letter| {
-            chosen_ids.contains(letter.id.as_str())
-                || (letter.error.class == "quarantined"
-                    && letter
-                        .subject
-                        .as_deref()
-                        .is_some_and(|subject| subjects.contains(subject)))
-        })
-        .filter(|letter| seen.insert(letter.id.as_str()))
-        .collect();
-    let order: Vec<&DeadLetter> = replay_order(&replayed)
-        .into_iter()
-        .map(|index| replayed[index])
-        .collect();
-    let mut copies: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (index, held) in view.held.iter().enumerate() {
-        copies
-            .entry(held.letter.id.as_str())
-            .or_default()
-            .push(index);
-    }
-    let publisher = broker
-        .publisher()
-        .await
-        .context("could not open a channel to publish the approvals; nothing was approved")?;
-    let now = Utc::now();
-    let mut done = 0_usize;
-    for batch in order.chunks(BATCH) {
-        let mut messages: Vec<OutgoingMessage> = Vec::with_capacity(batch.len());
-        for letter in batch {
-            let held = &view.held[copies[letter.id.as_str()][0]];
-            let delivery = held.delivery();
-            let mut headers = replay_headers(delivery, &held.letter, now);
-            // Only the held deletes are approved: a delete among the events that waited behind
-            // them still meets the threshold.
-            if chosen_ids.contains(letter.id.as_str()) {
-                headers = headers.with_text(moss_workers::DELETE_APPROVED, "true");
-            }
-            messages.push(OutgoingMessage {
-                exchange: topology.events_exchange(),
-                routing_key: routing_key(letter, topology)?,
-                message_id: letter.id.clone(),
-                body: delivery.body.clone(),
-                content_type: delivery
-                    .content_type
-                    .clone()
-                    .unwrap_or_else(|| moss_schemas::Envelope::CONTENT_TYPE.to_owned()),
-                headers,
-                persistence: Persistence::Persistent,
-            });
+    // otherwise they would stay dead-lettered as quarantined. Only the held deletes are
+    // approved: a delete among the events that waited behind them still meets the threshold.
+    let order = with_waiting(&letters, &chosen);
+    let approved = |letter: &DeadLetter| chosen_ids.contains(letter.id.as_str());
+    let done = match republish(broker, topology, view, &order, approved, routing_key).await {
+        Ok(done) => done,
+        Err(RepublishError::Channel(error)) => {
+            return Err(error.context(
+                "could not open a channel to publish the approvals; nothing was approved",
+            ));
         }
-        let results = publisher.publish_batch(messages).await;
-        for (letter, result) in batch.iter().zip(results) {
-            if let Err(error) = result {
-                let _ = publisher.close().await;
-                bail!(
-                    "approved {done} of {}, then RabbitMQ did not confirm {} ({error}); the rest stay held, run the approval again",
-                    order.len(),
-                    letter.id
-                );
-            }
-            for &index in &copies[letter.id.as_str()] {
-                view.ack(index).await?;
-            }
-            done += 1;
-        }
-    }
-    let _ = publisher.close().await;
+        Err(RepublishError::Unconfirmed { done, id, error }) => bail!(
+            "approved {done} of {}, then RabbitMQ did not confirm {id} ({error}); the rest stay held, run the approval again",
+            order.len()
+        ),
+        Err(RepublishError::Other(error)) => return Err(error),
+    };
     println!(
         "approved {} held deletes ({} events replayed in order, with the users' events that waited behind them); the worker applies them even over the threshold and reports each outcome on {}",
         chosen.len(),

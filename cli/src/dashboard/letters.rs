@@ -21,15 +21,17 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use moss_broker::{OutgoingMessage, Persistence, Topology};
+use moss_broker::Topology;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::auth::Operator;
+use crate::figures::HELD;
+use crate::held_deletes::{RepublishError, copies_by_id, republish, with_waiting};
 use crate::operate::dead_letters::{
-    DeadLetter, DeadQueueView, redacted_body, release_quarantines, replay_headers, sort_by_dead_at,
+    DeadLetter, DeadQueueView, redacted_body, release_quarantines, sort_by_dead_at,
 };
 use crate::operate::selection::{ErrorClassFilter, Filters, parse_since, replay_order, select};
 
@@ -39,10 +41,6 @@ const READ_LIMIT: usize = 10_000;
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// How long a preview's key stays valid.
 const PREVIEW_VALID: Duration = Duration::from_secs(15 * 60);
-/// Replays are published in batches of this many.
-const BATCH: usize = 200;
-/// The class the mass-delete guard gives a held delete.
-pub(crate) const HELD: &str = "held";
 
 /// The dead queue as last read.
 #[derive(Debug, Clone, Default)]
@@ -437,32 +435,6 @@ fn plan(
     Ok((items, ids))
 }
 
-/// The held deletes and, after each, the events of its user that waited behind it (as
-/// `moss deletes approve` replays them), in replay order.
-fn with_waiting<'a>(letters: &[&'a DeadLetter], chosen: &[&'a DeadLetter]) -> Vec<&'a DeadLetter> {
-    let chosen_ids: HashSet<&str> = chosen.iter().map(|letter| letter.id.as_str()).collect();
-    let subjects: HashSet<&str> = chosen
-        .iter()
-        .filter_map(|letter| letter.subject.as_deref())
-        .collect();
-    let together: Vec<&DeadLetter> = letters
-        .iter()
-        .copied()
-        .filter(|letter| {
-            chosen_ids.contains(letter.id.as_str())
-                || (letter.error.class == "quarantined"
-                    && letter
-                        .subject
-                        .as_deref()
-                        .is_some_and(|subject| subjects.contains(subject)))
-        })
-        .collect();
-    replay_order(&together)
-        .into_iter()
-        .map(|index| together[index])
-        .collect()
-}
-
 /// The subject's partition, as the producer routes it, else the partition it came from.
 fn routing_key(letter: &DeadLetter, topology: &Topology) -> Result<String> {
     if let Some(subject) = letter
@@ -588,13 +560,7 @@ async fn carry_out_on(
     ids: &[String],
 ) -> Result<(String, Vec<String>)> {
     let topology = &shared.settings.topology;
-    let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (index, held) in view.held.iter().enumerate() {
-        by_id
-            .entry(held.letter.id.as_str())
-            .or_default()
-            .push(index);
-    }
+    let by_id = copies_by_id(view);
     let missing: Vec<&str> = ids
         .iter()
         .map(String::as_str)
@@ -618,53 +584,30 @@ async fn carry_out_on(
     subjects.dedup();
     match action {
         Action::Replay | Action::Approve => {
-            let publisher = shared
-                .broker
-                .publisher()
-                .await
-                .context("could not open a channel to publish; nothing was replayed")?;
-            let now = Utc::now();
-            let mut done = 0_usize;
-            for batch in letters.chunks(BATCH) {
-                let mut messages = Vec::with_capacity(batch.len());
-                for letter in batch {
-                    let held = &view.held[by_id[letter.id.as_str()][0]];
-                    let delivery = held.delivery();
-                    let mut headers = replay_headers(delivery, &held.letter, now);
-                    if action == Action::Approve && letter.error.class == HELD {
-                        headers = headers.with_text(moss_workers::DELETE_APPROVED, "true");
-                    }
-                    messages.push(OutgoingMessage {
-                        exchange: topology.events_exchange(),
-                        routing_key: routing_key(letter, topology)?,
-                        message_id: letter.id.clone(),
-                        body: delivery.body.clone(),
-                        content_type: delivery
-                            .content_type
-                            .clone()
-                            .unwrap_or_else(|| moss_schemas::Envelope::CONTENT_TYPE.to_owned()),
-                        headers,
-                        persistence: Persistence::Persistent,
-                    });
+            let approved =
+                |letter: &DeadLetter| action == Action::Approve && letter.error.class == HELD;
+            let done = match republish(
+                &shared.broker,
+                topology,
+                view,
+                &letters,
+                approved,
+                routing_key,
+            )
+            .await
+            {
+                Ok(done) => done,
+                Err(RepublishError::Channel(error)) => {
+                    return Err(
+                        error.context("could not open a channel to publish; nothing was replayed")
+                    );
                 }
-                let results = publisher.publish_batch(messages).await;
-                for (letter, result) in batch.iter().zip(results) {
-                    if let Err(error) = result {
-                        let _ = publisher.close().await;
-                        bail!(
-                            "replayed {done} of {}, then RabbitMQ did not confirm {} ({error}); the rest stay in the dead queue",
-                            letters.len(),
-                            letter.id
-                        );
-                    }
-                    // Confirmed: the dead copies go (keeping one would only make a duplicate).
-                    for &index in &by_id[letter.id.as_str()] {
-                        view.ack(index).await?;
-                    }
-                    done += 1;
-                }
-            }
-            let _ = publisher.close().await;
+                Err(RepublishError::Unconfirmed { done, id, error }) => bail!(
+                    "replayed {done} of {}, then RabbitMQ did not confirm {id} ({error}); the rest stay in the dead queue",
+                    letters.len()
+                ),
+                Err(RepublishError::Other(error)) => return Err(error),
+            };
             let message = if action == Action::Replay {
                 format!(
                     "replayed {done} dead letters in order, with their event ids; the worker reports each outcome on {}",

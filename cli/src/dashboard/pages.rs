@@ -12,8 +12,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::Shared;
-use super::letters::{FilterForm, HELD, Snapshot, fresh};
+use super::letters::{FilterForm, Snapshot, fresh};
 use super::overview::{Overview, gather};
+use crate::figures::HELD;
 use crate::operate::dead_letters::DeadLetter;
 
 /// A page reads the dead queue again when the last read is older than this.

@@ -1,7 +1,8 @@
 //! `moss status` run as the binary against the real RabbitMQ, under a topology prefix of its
 //! own, with a known state: messages waiting in two partitions and dead letters of two classes.
 //! The worker's and producer's `/metrics` are stood in for by tiny HTTP servers speaking the
-//! Prometheus text format the status reads.
+//! Prometheus text format the status reads. Users awaiting a licence are read from a real
+//! `moss worker` against the emulator, with one seat for two users.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -9,8 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use moss_broker::{Broker, Headers, OutgoingMessage, Persistence, Topology, TopologyPrefix};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+mod support;
 
 const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -308,5 +313,194 @@ async fn an_unreachable_broker_or_a_wrong_password_is_one_sentence_and_a_failure
         text.contains("nothing is set up under the prefix"),
         "{text}"
     );
+    installation.finish().await;
+}
+
+const EMS_ID: &str = "efccb6f7-5641-4e0e-bd10-b4976e1bf68e";
+
+/// A `moss worker` child, killed when dropped so a failing test leaves no process behind.
+struct WorkerProcess(std::process::Child);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `moss accounts …` against the emulator's tenant, publishing through `ingest`.
+fn accounts(emulator: &moss_emulator::Emulator, ingest: &str, args: &[&str]) -> (i32, String) {
+    let tenant = emulator.tenant();
+    let output = Command::new(env!("CARGO_BIN_EXE_moss"))
+        .arg("accounts")
+        .args(args)
+        .env("MOSS_TENANT_ID", tenant.tenant_id.to_string())
+        .env("MOSS_CLIENT_ID", tenant.client_id.to_string())
+        .env("MOSS_CLIENT_SECRET", &tenant.client_secret)
+        .env("MOSS_GRAPH_URL", emulator.base_url())
+        .env("MOSS_LOGIN_URL", emulator.base_url())
+        .env("MOSS_EXCHANGE_URL", emulator.base_url())
+        .env("MOSS_INGEST_ADDR", ingest)
+        .env_remove("MOSS_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("moss runs");
+    (
+        output.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+fn holds_ems(emulator: &moss_emulator::Emulator, upn: &str) -> bool {
+    emulator.user(upn).is_some_and(|user| {
+        user["assignedLicenses"]
+            .as_array()
+            .is_some_and(|licences| licences.iter().any(|l| l["skuId"] == EMS_ID))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_parked_for_lack_of_seats_awaits_a_licence_in_status_until_a_seat_frees() {
+    let installation = Installation::declare().await;
+    let emulator = moss_emulator::Emulator::start_for_tests_with(moss_emulator::Seed::for_tests())
+        .await
+        .expect("emulator starts");
+    emulator.set_sku_units("EMS", 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = moss_schemas::generate_key_pair();
+    let key_file = dir.path().join("moss-seal.key");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&key_file)
+            .unwrap();
+        writeln!(file, "{}", keys.private.expose_secret()).unwrap();
+    }
+    let mut producer_settings = moss_producer::ProducerSettings::new(
+        dir.path().join("producer"),
+        AMQP_URL.to_owned(),
+        installation.topology.clone(),
+        moss_schemas::SealingKey::parse(&keys.public).unwrap(),
+    );
+    producer_settings.ingest_addr = "127.0.0.1:0".parse().unwrap();
+    let producer = moss_producer::start(producer_settings, CancellationToken::new())
+        .await
+        .expect("producer starts");
+    let ingest = producer.ingest_addr().to_string();
+    let worker_metrics = format!("127.0.0.1:{}", closed_port());
+    let tenant = emulator.tenant();
+    let log_file = dir.path().join("worker.log");
+    let worker = WorkerProcess(
+        Command::new(env!("CARGO_BIN_EXE_moss"))
+            .arg("worker")
+            .env("MOSS_AMQP_URL", AMQP_URL)
+            .env(
+                "MOSS_TOPOLOGY_PREFIX",
+                installation.topology.prefix().as_str(),
+            )
+            .env("MOSS_PARTITIONS", "4")
+            .env("MOSS_DATA_DIR", dir.path().join("worker"))
+            .env("MOSS_TENANT_ID", tenant.tenant_id.to_string())
+            .env("MOSS_CLIENT_ID", tenant.client_id.to_string())
+            .env("MOSS_CLIENT_SECRET", &tenant.client_secret)
+            .env("MOSS_GRAPH_URL", emulator.base_url())
+            .env("MOSS_LOGIN_URL", emulator.base_url())
+            .env("MOSS_EXCHANGE_URL", emulator.base_url())
+            .env("MOSS_SEAL_PRIVATE_KEY_FILE", &key_file)
+            .env("MOSS_METRICS_ADDR", &worker_metrics)
+            .env("MOSS_WORKER_NAME", "moss-status-test-worker")
+            .env("RUST_LOG", "warn,lapin=off")
+            .env_remove("MOSS_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_file).unwrap())
+            .spawn()
+            .expect("moss worker starts"),
+    );
+    let log = || std::fs::read_to_string(&log_file).unwrap_or_default();
+    let status_json = || {
+        let (code, stdout, stderr) =
+            installation.moss(&["status", "--json"], &worker_metrics, &ingest);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap()
+    };
+
+    // Ana takes the only EMS seat; Ben's new account is parked until one frees.
+    let assign = |subject: &str, upn: &str| {
+        let (code, output) = accounts(
+            &emulator,
+            &ingest,
+            &[
+                "assign",
+                "--subject",
+                subject,
+                "--new",
+                upn,
+                "--license",
+                "EMS",
+                "--usage-location",
+                "NL",
+            ],
+        );
+        assert_eq!(code, 0, "{output}");
+    };
+    let ana = uuid::Uuid::new_v4().to_string();
+    let ben = uuid::Uuid::new_v4().to_string();
+    assign(&ana, "ana@contoso.com");
+    support::eventually(Duration::from_secs(30), "ana holds the EMS seat", || {
+        holds_ems(&emulator, "ana@contoso.com")
+    })
+    .await;
+    assign(&ben, "ben@contoso.com");
+    support::eventually(
+        Duration::from_secs(30),
+        "moss status --json counts ben as awaiting a licence",
+        || status_json()["awaiting_licence"] == 1,
+    )
+    .await;
+    assert!(emulator.user("ben@contoso.com").is_some(), "{}", log());
+    assert!(!holds_ems(&emulator, "ben@contoso.com"));
+    let status = status_json();
+    assert_eq!(status["sources"]["worker_metrics"]["available"], true);
+    let (code, text, stderr) = installation.moss(&["status"], &worker_metrics, &ingest);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        text.contains("AWAITING LICENCE  1 users wait for a free seat (assigned by the worker once one frees; `moss licenses` shows the SKUs)"),
+        "{text}"
+    );
+
+    // Unassigning ana frees her seat: ben gets it, and status no longer shows anyone waiting.
+    let (code, output) = accounts(
+        &emulator,
+        &ingest,
+        &["unassign", "--subject", &ana, "--yes"],
+    );
+    assert_eq!(code, 0, "{output}");
+    support::eventually(Duration::from_secs(30), "ben holds the freed seat", || {
+        holds_ems(&emulator, "ben@contoso.com")
+    })
+    .await;
+    support::eventually(
+        Duration::from_secs(30),
+        "moss status --json counts nobody awaiting a licence",
+        || status_json()["awaiting_licence"] == 0,
+    )
+    .await;
+    let (code, text, stderr) = installation.moss(&["status"], &worker_metrics, &ingest);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!text.contains("AWAITING LICENCE"), "{text}");
+    assert!(text.contains("free seats        "), "{text}");
+
+    drop(worker);
+    producer.shutdown().await;
+    emulator.shutdown().await;
     installation.finish().await;
 }

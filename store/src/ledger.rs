@@ -195,7 +195,7 @@ impl Store {
     /// A repeated event id or a sequence at or below the subject's version writes nothing and
     /// says so. Blocking (one fsync).
     pub fn record_applied(&self, event: &AppliedEvent) -> Result<RecordOutcome, StoreError> {
-        let (outcome, _) = self.record_applied_inner(event, None)?;
+        let (outcome, _) = self.record_applied_inner(event, None, true)?;
         Ok(outcome)
     }
 
@@ -208,13 +208,27 @@ impl Store {
         outbox: &Outbox,
         outcome_payload: &[u8],
     ) -> Result<(RecordOutcome, Option<OutboxId>), StoreError> {
-        self.record_applied_inner(event, Some((outbox, outcome_payload)))
+        self.record_applied_inner(event, Some((outbox, outcome_payload)), true)
+    }
+
+    /// Like [`Store::record_applied_with_outcome`] but **not yet durable** when it returns: the
+    /// caller must await [`Store::flush_grouped`] (or call [`Store::flush`]) before it acts on a
+    /// [`RecordOutcome::Recorded`] (before a worker acks). Lets many workers' records share
+    /// one fsync. Blocking (sled reads and writes, no fsync).
+    pub fn record_applied_with_outcome_unflushed(
+        &self,
+        event: &AppliedEvent,
+        outbox: &Outbox,
+        outcome_payload: &[u8],
+    ) -> Result<(RecordOutcome, Option<OutboxId>), StoreError> {
+        self.record_applied_inner(event, Some((outbox, outcome_payload)), false)
     }
 
     fn record_applied_inner(
         &self,
         event: &AppliedEvent,
         outcome: Option<(&Outbox, &[u8])>,
+        flush: bool,
     ) -> Result<(RecordOutcome, Option<OutboxId>), StoreError> {
         if event.event_id.is_empty() {
             return Err(StoreError::InvalidName {
@@ -270,7 +284,9 @@ impl Store {
         }
         match verdict {
             Ok(outbox_id) => {
-                self.flush()?;
+                if flush {
+                    self.flush()?;
+                }
                 Ok((RecordOutcome::Recorded, outbox_id))
             }
             Err(TxVerdict::AlreadyRecorded(bytes)) => {

@@ -16,6 +16,7 @@ mod awaiting;
 mod cursor;
 mod delete_window;
 mod error;
+mod group_commit;
 mod ledger;
 mod mapping;
 mod outbox;

@@ -84,6 +84,17 @@ impl Mapping {
 
     /// Writes the link of `subject`, flushed before it returns. Blocking (one fsync).
     pub fn put(&self, subject: &str, record: &MappingRecord) -> Result<(), StoreError> {
+        self.put_unflushed(subject, record)?;
+        self.store.flush()
+    }
+
+    /// Writes the link of `subject` without waiting for the disk: it becomes durable with the
+    /// store's next flush (sled's log is written in order, so any later flush covers it, and
+    /// the background flush does within half a second). A worker handler uses it because the
+    /// ledger record that settles the event is flushed before the ack; a crash before then
+    /// loses the link together with the event's settlement, and the redelivered event finds
+    /// the account again by its anchor. Blocking (no fsync).
+    pub fn put_unflushed(&self, subject: &str, record: &MappingRecord) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record).map_err(|source| StoreError::Decode {
             record: "mapping",
             source,
@@ -91,7 +102,7 @@ impl Mapping {
         self.tree
             .insert(subject.as_bytes(), bytes)
             .during("write the mapping")?;
-        self.store.flush()
+        Ok(())
     }
 
     /// Every link, in subject order (for `moss status` and `moss accounts`).

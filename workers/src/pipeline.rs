@@ -575,17 +575,21 @@ async fn record(
             recorded_at_unix_ms: unix_ms(),
         },
     };
+    let store = ctx.store.clone();
     let ctx = Arc::clone(ctx);
-    tokio::task::spawn_blocking(move || {
+    let outcome = tokio::task::spawn_blocking(move || {
         ctx.store
-            .record_applied_with_outcome(&applied, &ctx.outcomes, &payload)
+            .record_applied_with_outcome_unflushed(&applied, &ctx.outcomes, &payload)
             .map(|(outcome, _)| outcome)
     })
     .await
     .map_err(|join_error| StoreError::Engine {
         operation: "record an applied event",
         detail: join_error.to_string(),
-    })?
+    })??;
+    // Durable before the caller acks; the fsync is shared with every lane settling now.
+    store.flush_grouped().await?;
+    Ok(outcome)
 }
 
 async fn dead_letter(

@@ -56,8 +56,21 @@ struct Inner {
     exchange_token: TokenCache,
     retry: RetryPolicy,
     sku_cache_for: Duration,
-    skus: Mutex<Option<(Instant, Vec<SubscribedSku>)>>,
+    /// A plain mutex, never held across an `.await` (every event with licences reads it).
+    skus: std::sync::Mutex<Option<SkuCache>>,
+    /// Held while the SKU list is read for [`OnlineClient::sku_catalogue`], so that callers
+    /// arriving together share one read.
+    sku_refresh: Mutex<()>,
     pacer: Arc<dyn Pacer>,
+}
+
+/// The tenant's SKU list as last read.
+#[derive(Debug)]
+struct SkuCache {
+    fetched: Instant,
+    skus: Vec<SubscribedSku>,
+    /// False once a licence assignment moved the seat counts since the read.
+    seats_current: bool,
 }
 
 /// One logical operation: its `client-request-id` (the same on every retry, §8) and its retry
@@ -219,7 +232,8 @@ impl OnlineClient {
                 exchange_scope: config.exchange_scope,
                 retry: config.retry,
                 sku_cache_for: config.timeouts.sku_cache,
-                skus: Mutex::new(None),
+                skus: std::sync::Mutex::new(None),
+                sku_refresh: Mutex::new(()),
                 pacer,
             }),
         })
@@ -291,16 +305,53 @@ impl OnlineClient {
         self.inner.endpoints.exchange_invoke.clone()
     }
 
+    fn sku_cache(&self) -> std::sync::MutexGuard<'_, Option<SkuCache>> {
+        // A list and a flag: a panic while holding the lock cannot leave them half-written.
+        self.inner
+            .skus
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The cached SKU list while it is fresh and its seat counts are current.
     pub(crate) async fn cached_skus(&self) -> Option<Vec<SubscribedSku>> {
-        let cache = self.inner.skus.lock().await;
+        let cache = self.sku_cache();
         cache
             .as_ref()
-            .filter(|(fetched, _)| fetched.elapsed() < self.inner.sku_cache_for)
-            .map(|(_, skus)| skus.clone())
+            .filter(|cache| {
+                cache.seats_current && cache.fetched.elapsed() < self.inner.sku_cache_for
+            })
+            .map(|cache| cache.skus.clone())
+    }
+
+    /// The cached SKU list while it is fresh, whatever its seat counts.
+    pub(crate) async fn cached_catalogue(&self) -> Option<Vec<SubscribedSku>> {
+        let cache = self.sku_cache();
+        cache
+            .as_ref()
+            .filter(|cache| cache.fetched.elapsed() < self.inner.sku_cache_for)
+            .map(|cache| cache.skus.clone())
     }
 
     pub(crate) async fn store_skus(&self, skus: Option<Vec<SubscribedSku>>) {
-        *self.inner.skus.lock().await = skus.map(|skus| (Instant::now(), skus));
+        *self.sku_cache() = skus.map(|skus| SkuCache {
+            fetched: Instant::now(),
+            skus,
+            seats_current: true,
+        });
+    }
+
+    /// Licences were assigned or removed: the cached seat counts no longer hold (the SKUs'
+    /// ids and part numbers still do).
+    pub(crate) async fn mark_seats_stale(&self) {
+        if let Some(cache) = self.sku_cache().as_mut() {
+            cache.seats_current = false;
+        }
+    }
+
+    /// Held while the SKU list is read for the catalogue (single flight).
+    pub(crate) async fn lock_sku_refresh(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.sku_refresh.lock().await
     }
 
     /// Sends `call` within `op`: renews the token once on a 401, retries throttled and transient

@@ -115,6 +115,22 @@ impl OnlineClient {
         self.refresh_subscribed_skus().await
     }
 
+    /// The tenant's SKUs for finding a SKU's id by its part number (the catalogue). The list is
+    /// reused for the cache period even after licence assignments moved its seat counts,
+    /// since ids and part numbers do not change with them; for seat counts use
+    /// [`OnlineClient::subscribed_skus`] or [`OnlineClient::free_seats`]. Callers that find no
+    /// fresh list share one read.
+    pub async fn sku_catalogue(&self) -> Result<Vec<SubscribedSku>, OnlineError> {
+        if let Some(skus) = self.cached_catalogue().await {
+            return Ok(skus);
+        }
+        let _single_flight = self.lock_sku_refresh().await;
+        if let Some(skus) = self.cached_catalogue().await {
+            return Ok(skus);
+        }
+        self.refresh_subscribed_skus().await
+    }
+
     /// The tenant's SKUs, read now, refreshing the cache.
     pub async fn refresh_subscribed_skus(&self) -> Result<Vec<SubscribedSku>, OnlineError> {
         let mut op = self.operation("list subscribed skus");
@@ -162,7 +178,7 @@ impl OnlineClient {
             let error = match self.send(&mut op, &call).await {
                 Ok(_) => {
                     // consumedUnits moved: the cached seat counts are stale.
-                    self.store_skus(None).await;
+                    self.mark_seats_stale().await;
                     return Ok(Change::Applied);
                 }
                 Err(error) => error,

@@ -37,20 +37,41 @@ struct Slot {
     generations: u64,
 }
 
-/// One scope's token. Holding the async mutex across the fetch is what makes the refresh
-/// single-flight: concurrent callers queue on the lock and find the fresh token when they get it.
+/// One scope's token. A fresh token is read under a plain mutex, held for a clone and never
+/// across an `.await`: every request passes here, and an async mutex would hand the lock from
+/// task to task, each hand-over waiting for the next task to be scheduled (a convoy that capped
+/// the worker's request rate, docs/PERFORMANCE.md). Holding the async `refresh` mutex across the
+/// fetch is what makes the refresh single-flight: concurrent callers that find no fresh token
+/// queue on it and find the fresh token when they get it.
 #[derive(Debug)]
 pub(crate) struct TokenCache {
     renewal_margin: Duration,
-    slot: Mutex<Slot>,
+    slot: std::sync::Mutex<Slot>,
+    refresh: Mutex<()>,
 }
 
 impl TokenCache {
     pub(crate) fn new(renewal_margin: Duration) -> Self {
         Self {
             renewal_margin,
-            slot: Mutex::new(Slot::default()),
+            slot: std::sync::Mutex::new(Slot::default()),
+            refresh: Mutex::new(()),
         }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        // A token and a counter: a panic while holding the lock cannot leave them half-written.
+        self.slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn fresh(&self) -> Option<Bearer> {
+        self.slot()
+            .cached
+            .as_ref()
+            .filter(|cached| Instant::now() < cached.usable_until)
+            .map(|cached| cached.bearer.clone())
     }
 
     /// The cached token while it is fresh, else the one `fetch` obtains.
@@ -59,13 +80,15 @@ impl TokenCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Grant, OnlineError>>,
     {
-        let mut slot = self.slot.lock().await;
-        if let Some(cached) = &slot.cached
-            && Instant::now() < cached.usable_until
-        {
-            return Ok(cached.bearer.clone());
+        if let Some(bearer) = self.fresh() {
+            return Ok(bearer);
+        }
+        let _single_flight = self.refresh.lock().await;
+        if let Some(bearer) = self.fresh() {
+            return Ok(bearer);
         }
         let grant = fetch().await?;
+        let mut slot = self.slot();
         slot.generations += 1;
         let bearer = Bearer {
             token: Arc::new(grant.access_token),
@@ -81,7 +104,7 @@ impl TokenCache {
     /// Forgets the token of `generation` after the service refused it; a newer token that
     /// another caller already fetched is kept, so simultaneous 401s renew only once.
     pub(crate) async fn invalidate(&self, generation: u64) {
-        let mut slot = self.slot.lock().await;
+        let mut slot = self.slot();
         if slot
             .cached
             .as_ref()

@@ -24,8 +24,11 @@ use crate::circuit::Circuit;
 use crate::outcome::Outcome;
 use crate::tenant::{Step, Tenant, USER_SELECT, unix_ms};
 
-/// Stripe locks: enough that unrelated subjects rarely share one.
-const STRIPES: usize = 64;
+/// Stripe locks: enough that unrelated subjects rarely share one. A lane holds its stripe for
+/// the whole `assignLicense` round trip, so with the worker's hundreds of deliveries in flight
+/// 64 stripes queued unrelated users behind each other (a median 0.2 s wait per event in
+/// `moss bench`, docs/PERFORMANCE.md); 4096 empty mutexes cost about 200 KB.
+const STRIPES: usize = 4096;
 
 /// How often a worker looks for free seats while users await them, unless configured.
 pub const DEFAULT_LICENCE_RECHECK: Duration = Duration::from_secs(60);

@@ -143,7 +143,10 @@ impl Tenant {
             state,
             updated_at_unix_ms: unix_ms(),
         };
-        self.mapping.put(&subject.to_string(), &record)?;
+        // Not flushed here: the ledger record that settles the event is flushed before the
+        // ack and covers this write too (sled writes its log in order). A crash before that
+        // loses both, and the redelivered event finds the account again by its anchor.
+        self.mapping.put_unflushed(&subject.to_string(), &record)?;
         Ok(())
     }
 
@@ -152,25 +155,27 @@ impl Tenant {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let skus = self.online.subscribed_skus().await?;
-        wanted
-            .iter()
-            .map(|part| {
-                skus.iter()
-                    .find(|sku| {
-                        sku.sku_part_number
-                            .as_deref()
-                            .is_some_and(|name| name.eq_ignore_ascii_case(part.as_str()))
-                    })
-                    .map(|sku| sku.sku_id)
-                    .ok_or_else(|| {
-                        Outcome::refuse(
-                            "UnknownSku",
-                            format!("the tenant has no subscription for SKU {}", part.as_str()),
-                        )
-                    })
-            })
-            .collect()
+        // Ids by part number only: the catalogue, which licence assignments do not invalidate.
+        // A part number it lacks may be a subscription bought since it was read: read again
+        // before refusing the event.
+        let skus = self.online.sku_catalogue().await?;
+        if let Some(ids) = find_sku_ids(&skus, wanted) {
+            return Ok(ids);
+        }
+        let skus = self.online.refresh_subscribed_skus().await?;
+        match find_sku_ids(&skus, wanted) {
+            Some(ids) => Ok(ids),
+            None => {
+                let missing = wanted
+                    .iter()
+                    .find(|part| find_sku_ids(&skus, std::slice::from_ref(*part)).is_none())
+                    .map_or("", |part| part.as_str());
+                Err(Outcome::refuse(
+                    "UnknownSku",
+                    format!("the tenant has no subscription for SKU {missing}"),
+                ))
+            }
+        }
     }
 
     /// Makes `user` hold exactly `desired`. True when something changed.
@@ -245,6 +250,25 @@ impl Tenant {
             .await?;
         Ok(true)
     }
+}
+
+/// The ids of the `wanted` part numbers (compared without case), or `None` if one is missing.
+fn find_sku_ids(
+    skus: &[moss_online::SubscribedSku],
+    wanted: &[SkuPartNumber],
+) -> Option<Vec<SkuId>> {
+    wanted
+        .iter()
+        .map(|part| {
+            skus.iter()
+                .find(|sku| {
+                    sku.sku_part_number
+                        .as_deref()
+                        .is_some_and(|name| name.eq_ignore_ascii_case(part.as_str()))
+                })
+                .map(|sku| sku.sku_id)
+        })
+        .collect()
 }
 
 /// A UPN in moss-online's type.

@@ -237,3 +237,57 @@ async fn a_long_listing_follows_the_next_links_to_the_end() {
         .expect("filtered list");
     assert_eq!(few.len(), 10);
 }
+
+#[tokio::test]
+async fn the_sku_catalogue_outlives_an_assignment_but_seat_counts_are_read_again() {
+    let tenant = TestTenant::start().await;
+    let client = &tenant.client;
+    let sku = tenant.sku("ENTERPRISEPACK");
+    let sku_reads = || {
+        tenant
+            .emulator
+            .requests()
+            .iter()
+            .filter(|request| request.path == "/v1.0/subscribedSkus")
+            .count()
+    };
+    // Many callers at once with nothing cached share one read.
+    let mut lookups = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let client = client.clone();
+        lookups.spawn(async move { client.sku_catalogue().await });
+    }
+    while let Some(skus) = lookups.join_next().await {
+        let skus = skus.expect("task").expect("catalogue");
+        assert!(skus.iter().any(|s| s.sku_id == sku));
+    }
+    assert_eq!(sku_reads(), 1);
+    let before = client.free_seats(sku).await.expect("seats").expect("sku");
+    assert_eq!(sku_reads(), 1, "the seat counts just read are current");
+
+    let created = client
+        .create_user(&tenant.new_user("lynne.robbins", "entry-uuid-lynne"))
+        .await
+        .expect("create");
+    let UserCreation::Created(user) = created else {
+        panic!("expected a new user, got {created:?}")
+    };
+    client
+        .assign_licenses(&UserKey::Id(user.id), &[sku], &[])
+        .await
+        .expect("assign");
+    // Ids and part numbers do not move with an assignment: no read for the catalogue...
+    assert!(
+        client
+            .sku_catalogue()
+            .await
+            .expect("catalogue")
+            .iter()
+            .any(|s| s.sku_id == sku)
+    );
+    assert_eq!(sku_reads(), 1);
+    // ...but the seat counts did, and are read again.
+    let after = client.free_seats(sku).await.expect("seats").expect("sku");
+    assert_eq!(sku_reads(), 2);
+    assert_eq!(after, before - 1);
+}

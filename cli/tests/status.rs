@@ -328,21 +328,27 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// Runs `moss accounts …` against the emulator's tenant, publishing through `ingest`.
-fn accounts(emulator: &moss_emulator::Emulator, ingest: &str, args: &[&str]) -> (i32, String) {
+/// `moss` with `command`, signing in to the emulator's tenant (no configuration file).
+fn moss_against(emulator: &moss_emulator::Emulator, command: &str) -> Command {
     let tenant = emulator.tenant();
-    let output = Command::new(env!("CARGO_BIN_EXE_moss"))
-        .arg("accounts")
-        .args(args)
+    let mut moss = Command::new(env!("CARGO_BIN_EXE_moss"));
+    moss.arg(command)
         .env("MOSS_TENANT_ID", tenant.tenant_id.to_string())
         .env("MOSS_CLIENT_ID", tenant.client_id.to_string())
         .env("MOSS_CLIENT_SECRET", &tenant.client_secret)
         .env("MOSS_GRAPH_URL", emulator.base_url())
         .env("MOSS_LOGIN_URL", emulator.base_url())
         .env("MOSS_EXCHANGE_URL", emulator.base_url())
-        .env("MOSS_INGEST_ADDR", ingest)
         .env_remove("MOSS_CONFIG")
-        .stdin(std::process::Stdio::null())
+        .stdin(std::process::Stdio::null());
+    moss
+}
+
+/// Runs `moss accounts …` against the emulator's tenant, publishing through `ingest`.
+fn accounts(emulator: &moss_emulator::Emulator, ingest: &str, args: &[&str]) -> (i32, String) {
+    let output = moss_against(emulator, "accounts")
+        .args(args)
+        .env("MOSS_INGEST_ADDR", ingest)
         .output()
         .expect("moss runs");
     (
@@ -396,11 +402,9 @@ async fn a_user_parked_for_lack_of_seats_awaits_a_licence_in_status_until_a_seat
         .expect("producer starts");
     let ingest = producer.ingest_addr().to_string();
     let worker_metrics = format!("127.0.0.1:{}", closed_port());
-    let tenant = emulator.tenant();
     let log_file = dir.path().join("worker.log");
     let worker = WorkerProcess(
-        Command::new(env!("CARGO_BIN_EXE_moss"))
-            .arg("worker")
+        moss_against(&emulator, "worker")
             .env("MOSS_AMQP_URL", AMQP_URL)
             .env(
                 "MOSS_TOPOLOGY_PREFIX",
@@ -408,18 +412,10 @@ async fn a_user_parked_for_lack_of_seats_awaits_a_licence_in_status_until_a_seat
             )
             .env("MOSS_PARTITIONS", "4")
             .env("MOSS_DATA_DIR", dir.path().join("worker"))
-            .env("MOSS_TENANT_ID", tenant.tenant_id.to_string())
-            .env("MOSS_CLIENT_ID", tenant.client_id.to_string())
-            .env("MOSS_CLIENT_SECRET", &tenant.client_secret)
-            .env("MOSS_GRAPH_URL", emulator.base_url())
-            .env("MOSS_LOGIN_URL", emulator.base_url())
-            .env("MOSS_EXCHANGE_URL", emulator.base_url())
             .env("MOSS_SEAL_PRIVATE_KEY_FILE", &key_file)
             .env("MOSS_METRICS_ADDR", &worker_metrics)
             .env("MOSS_WORKER_NAME", "moss-status-test-worker")
             .env("RUST_LOG", "warn,lapin=off")
-            .env_remove("MOSS_CONFIG")
-            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log_file).unwrap())
             .spawn()

@@ -74,6 +74,8 @@ pub(crate) struct GroupCommit {
     state: Mutex<State>,
     /// Notified after every flush.
     flushed: Event,
+    /// Flusher threads that may not have ended yet (each holds a handle on the database).
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl GroupCommit {
@@ -98,10 +100,17 @@ impl GroupCommit {
             let started = std::thread::Builder::new()
                 .name("moss-store-flush".to_owned())
                 .spawn(move || group.run_flusher(&thread_db));
-            if let Err(error) = started {
-                // No thread: flush here instead (blocking this caller's thread for one fsync).
-                tracing::warn!(%error, "cannot start the store's flusher thread; flushing inline");
-                self.run_flusher(db);
+            match started {
+                Ok(thread) => {
+                    let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+                    threads.retain(|thread| !thread.is_finished());
+                    threads.push(thread);
+                }
+                Err(error) => {
+                    // No thread: flush here instead (blocking this caller's thread for one fsync).
+                    tracing::warn!(%error, "cannot start the store's flusher thread; flushing inline");
+                    self.run_flusher(db);
+                }
             }
         }
         loop {
@@ -110,6 +119,20 @@ impl GroupCommit {
                 return answer;
             }
             listener.await;
+        }
+    }
+
+    /// Waits until no flusher thread holds the database any more, so that the database's lock
+    /// is released when the store is dropped (a restart in the same process reopens it at
+    /// once). Called when the last handle on the store goes; a flusher ends right after its
+    /// last flush, as no caller is left to start another.
+    pub(crate) fn join_flushers(&self) {
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::warn!("the store's flusher thread panicked");
+            }
         }
     }
 
@@ -193,6 +216,23 @@ mod tests {
         }
         let db = sled::Config::new().path(dir.path()).open().unwrap();
         assert_eq!(db.len(), 200);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_store_can_be_reopened_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..20_u32 {
+            // Fails with `Locked` if a flusher thread still held the database.
+            let store = crate::Store::open(dir.path()).unwrap();
+            store
+                .inner
+                .db
+                .insert(round.to_be_bytes(), &b"v"[..])
+                .unwrap();
+            store.flush_grouped().await.unwrap();
+        }
+        let store = crate::Store::open(dir.path()).unwrap();
+        assert_eq!(store.inner.db.len(), 20);
     }
 
     #[test]

@@ -45,6 +45,14 @@ pub(crate) struct StoreInner {
     group_commit: Arc<GroupCommit>,
 }
 
+impl Drop for StoreInner {
+    fn drop(&mut self) {
+        // Before `db` drops: a flusher thread still holding its own handle would keep sled's
+        // lock on the directory a moment longer.
+        self.group_commit.join_flushers();
+    }
+}
+
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")

@@ -265,3 +265,58 @@ async fn order_per_subject_holds_across_groups_read_back_from_the_outbox_and_han
     producer.shutdown().await;
     rabbit.cleanup().await;
 }
+
+#[tokio::test]
+async fn group_entries_stay_inside_the_durable_log_never_in_unsynced_blob_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = unique_topology();
+    let (sealing, _) = key_pair();
+    let rabbit = TestBroker::connect(&topology).await;
+    // RabbitMQ away: the outbox fills (many leaves, many consolidations), then drains.
+    let proxy = BrokerProxy::start().await;
+    proxy.down().await;
+    let (producer, _) = start(settings(
+        &store_path(&dir),
+        &proxy.url(),
+        &topology,
+        &sealing,
+    ))
+    .await;
+    let subjects: Vec<String> = (0..4).map(|_| subject()).collect();
+    let mut clients = Vec::new();
+    for who in subjects {
+        let addr = producer.ingest_addr();
+        clients.push(tokio::spawn(async move {
+            for first in (1..=500_u64).step_by(100) {
+                let batch: Vec<Value> = (first..first + 100).map(|s| user_added(&who, s)).collect();
+                let (status, body) = post(
+                    addr,
+                    moss_producer::BATCH_CONTENT_TYPE,
+                    serde_json::to_vec(&batch).unwrap(),
+                )
+                .await;
+                assert_eq!(status, 202, "{body}");
+            }
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    proxy.up().await;
+    eventually("the outbox to drain", Duration::from_secs(40), || async {
+        readyz(&producer).await["outbox_backlog"] == 0
+    })
+    .await;
+    producer.shutdown().await;
+
+    // sled 0.34 writes records over ~128 KiB to files under blobs/ and never fsyncs them.
+    let blobs: Vec<_> = std::fs::read_dir(store_path(&dir).join("blobs"))
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        blobs.is_empty(),
+        "the outbox wrote {} blob files (sled does not fsync them): {blobs:?}",
+        blobs.len()
+    );
+    rabbit.cleanup().await;
+}

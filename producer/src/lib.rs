@@ -185,7 +185,7 @@ pub async fn start(
         })?;
     if !outbox.is_empty() {
         tracing::info!(
-            backlog = outbox.len(),
+            backlog = ingest::backlog(&outbox),
             "outbox holds events from an earlier run; relaying them first"
         );
     }

@@ -15,11 +15,27 @@
 //! ```
 //!
 //! Records written by earlier versions (JSON objects) are still read.
+//!
+//! Since version 2 one outbox entry holds a *group* of events (what one group commit of the
+//! ingest stored together), so sled inserts and removes one value per group instead of one per
+//! event:
+//!
+//! ```text
+//! 0x02                      format version
+//! u32 (LE) count            how many events follow, at least 1
+//! count times:
+//!   u32 (LE) len, record    a version-1 record (above) of len bytes
+//! ```
+//!
+//! A single-event record (version 1 or JSON) reads as a group of one, so an outbox written by an
+//! earlier version drains after an upgrade.
 
 use serde::Deserialize;
 
 /// The first byte of a binary record.
 const BINARY_V1: u8 = 0x01;
+/// The first byte of a group of binary records.
+const GROUP_V2: u8 = 0x02;
 
 /// One outbox entry as the ingest builds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +73,67 @@ pub(crate) enum RecordError {
     Json(#[from] serde_json::Error),
     #[error("unknown record format {0:#04x}")]
     UnknownFormat(u8),
+    #[error("the group holds no events")]
+    EmptyGroup,
+    #[error("the group has {0} bytes after its last event")]
+    TrailingBytes(usize),
+}
+
+/// Packs version-1 records (from [`OutboxRecord::to_bytes`], in order) into one group entry.
+pub(crate) fn pack_group<'r>(records: impl IntoIterator<Item = &'r [u8]>) -> Vec<u8> {
+    let mut out = vec![GROUP_V2, 0, 0, 0, 0];
+    let mut count: u32 = 0;
+    for record in records {
+        let len = u32::try_from(record.len()).expect("an outbox record is far below 4 GiB");
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(record);
+        count += 1;
+    }
+    out[1..5].copy_from_slice(&count.to_le_bytes());
+    out
+}
+
+/// How many events a stored entry holds, from its header alone (1 for a single-event record;
+/// 0 for an entry too short to say, which the relay reports when it reads it).
+pub(crate) fn event_count(bytes: &[u8]) -> usize {
+    match bytes {
+        [GROUP_V2, a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]) as usize,
+        [GROUP_V2, ..] | [] => 0,
+        _ => 1,
+    }
+}
+
+/// Reads a stored entry, either a group or a single-event record of any version, as its events
+/// in order. All or nothing: an entry with one unreadable event is unreadable.
+pub(crate) fn parse_entry(bytes: &[u8]) -> Result<Vec<Stored<'_>>, RecordError> {
+    if bytes.first() != Some(&GROUP_V2) {
+        return Stored::parse(bytes).map(|stored| vec![stored]);
+    }
+    let mut reader = Reader { bytes, at: 1 };
+    let count = reader.u32()? as usize;
+    if count == 0 {
+        return Err(RecordError::EmptyGroup);
+    }
+    // Every event takes at least its 4-byte length: a corrupt count cannot make us allocate.
+    let mut events = Vec::with_capacity(count.min(bytes.len() / 4));
+    for _ in 0..count {
+        let len = reader.u32()? as usize;
+        let record = reader.slice(len)?;
+        match record.first() {
+            Some(&BINARY_V1) => events.push(Stored::Binary(parse_binary(record)?)),
+            Some(&other) => return Err(RecordError::UnknownFormat(other)),
+            None => {
+                return Err(RecordError::Truncated {
+                    at: reader.at,
+                    len: bytes.len(),
+                });
+            }
+        }
+    }
+    if reader.at != bytes.len() {
+        return Err(RecordError::TrailingBytes(bytes.len() - reader.at));
+    }
+    Ok(events)
 }
 
 impl OutboxRecord {
@@ -166,13 +243,26 @@ impl<'a> Reader<'a> {
         self.str(field, len)
     }
 
+    fn u32(&mut self) -> Result<u32, RecordError> {
+        let bytes = self.slice(4)?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    fn slice(&mut self, len: usize) -> Result<&'a [u8], RecordError> {
+        let slice = self
+            .at
+            .checked_add(len)
+            .and_then(|end| self.bytes.get(self.at..end))
+            .ok_or(RecordError::Truncated {
+                at: self.at,
+                len: self.bytes.len(),
+            })?;
+        self.at += len;
+        Ok(slice)
+    }
+
     fn str(&mut self, field: &'static str, len: usize) -> Result<&'a str, RecordError> {
-        let end = self.at + len;
-        let slice = self.bytes.get(self.at..end).ok_or(RecordError::Truncated {
-            at: self.at,
-            len: self.bytes.len(),
-        })?;
-        self.at = end;
+        let slice = self.slice(len)?;
         std::str::from_utf8(slice).map_err(|_| RecordError::NotUtf8 { field })
     }
 }
@@ -219,6 +309,57 @@ mod tests {
         assert_eq!(view.message_id, "id-1");
         assert_eq!(view.routing_key, "p0");
         assert_eq!(view.body, br#"{"a":"b"}"#);
+    }
+
+    #[test]
+    fn a_group_gives_back_its_events_in_order() {
+        let mut second = record();
+        second.message_id = "second".to_owned();
+        second.routing_key = "p1".to_owned();
+        let records = [record().to_bytes().unwrap(), second.to_bytes().unwrap()];
+        let group = pack_group(records.iter().map(Vec::as_slice));
+        assert_eq!(event_count(&group), 2);
+        let events = parse_entry(&group).unwrap();
+        let views: Vec<_> = events.iter().map(Stored::view).collect();
+        assert_eq!(views.len(), 2);
+        assert_eq!(views[0].message_id, record().message_id);
+        assert_eq!(views[0].body, record().body.as_slice());
+        assert_eq!(views[1].message_id, "second");
+        assert_eq!(views[1].routing_key, "p1");
+    }
+
+    #[test]
+    fn a_single_event_record_of_either_earlier_version_reads_as_a_group_of_one() {
+        let binary = record().to_bytes().unwrap();
+        assert_eq!(event_count(&binary), 1);
+        let events = parse_entry(&binary).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].view().message_id, record().message_id);
+        let json = br#"{"message_id":"id-1","routing_key":"p0","body":"{}"}"#;
+        assert_eq!(event_count(json), 1);
+        assert_eq!(parse_entry(json).unwrap()[0].view().message_id, "id-1");
+    }
+
+    #[test]
+    fn a_cut_or_corrupt_group_is_an_error_not_a_panic() {
+        let records = [record().to_bytes().unwrap(), record().to_bytes().unwrap()];
+        let group = pack_group(records.iter().map(Vec::as_slice));
+        for len in 0..group.len() {
+            assert!(parse_entry(&group[..len]).is_err(), "cut at {len}");
+        }
+        let mut longer = group.clone();
+        longer.push(0);
+        assert!(matches!(
+            parse_entry(&longer),
+            Err(RecordError::TrailingBytes(1))
+        ));
+        assert!(matches!(
+            parse_entry(&pack_group(std::iter::empty())),
+            Err(RecordError::EmptyGroup)
+        ));
+        let mut huge_count = group;
+        huge_count[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(parse_entry(&huge_count).is_err());
     }
 
     #[test]

@@ -3,14 +3,21 @@
 //! away the relay reconnects with backoff and the ingest keeps accepting into the outbox, so a
 //! broker outage is a backlog, never a loss.
 //!
-//! A sliding window: entries go out in chunks of `batch_size`, and up to [`WINDOW_CHUNKS`] chunks
-//! are on the wire at once (on one channel, so order holds). When the oldest chunk's confirms are
-//! in, its entries are removed from the outbox and the next chunk is sent; RabbitMQ always has
-//! work while the relay reads and removes.
+//! Groups: one outbox entry holds the events one group commit of the ingest stored together
+//! (`record.rs`), so sled writes and removes one value per group, not one per event. The relay
+//! removes an entry only once RabbitMQ confirmed *every* event in it; an entry with any event
+//! unconfirmed stays and is later sent again whole, including the events that were confirmed
+//! (duplicates carry the same event id, which the workers deduplicate on). A crash with a group
+//! partly confirmed therefore resends the whole group after restart.
+//!
+//! A sliding window: whole groups go out in chunks of at least `batch_size` events (fewer only at
+//! the tail), and up to [`WINDOW_CHUNKS`] chunks are on the wire at once (on one channel, so
+//! order holds). When the oldest chunk's confirms are in, its groups are removed from the outbox
+//! and the next chunk is sent; RabbitMQ always has work while the relay reads and removes.
 //!
 //! Where the entries come from: the outbox is the truth, but reading back what the ingest has
 //! just written costs a tree walk and a decode per entry. So the ingest's group-commit writer
-//! also hands every entry it has flushed to the relay in memory ([`Handoff`]), in id order. The
+//! also hands every group it has flushed to the relay in memory ([`Handoff`]), in id order. The
 //! relay reads the outbox (a *scan*) after it starts, after any failure and whenever the handoff
 //! overflowed; once a scan reaches the outbox's tail it takes from the handoff (*live*), skipping
 //! what the scan already sent. Nothing the handoff misses is lost: an entry is in the outbox
@@ -35,12 +42,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{ProducerMetrics, ReasonLabel};
-use crate::record::Stored;
+use crate::record::parse_entry;
 
 /// How many chunks of `batch_size` entries may await their confirms at once.
 pub(crate) const WINDOW_CHUNKS: usize = 4;
 
-/// Most entries (and bytes of bodies) the handoff holds before it stops taking more and the
+/// Most events (and bytes of bodies) the handoff holds before it stops taking more and the
 /// relay goes back to reading the outbox: a broker outage must not grow memory without bound.
 const HANDOFF_MAX_ENTRIES: usize = 100_000;
 const HANDOFF_MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -82,16 +89,29 @@ impl RelayStatus {
     }
 }
 
-/// An entry ready to publish: where it sits in the outbox and what goes on the wire.
+/// An event ready to publish: what goes on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ready {
-    pub(crate) id: OutboxId,
     pub(crate) message_id: String,
     pub(crate) routing_key: String,
     pub(crate) body: Vec<u8>,
 }
 
-/// Entries the ingest has stored and flushed, handed to the relay in memory, in id order. Only
+/// One outbox entry: a group of events, in the order they were accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Group {
+    /// Where the group sits in the outbox; it is removed once every event is confirmed.
+    pub(crate) id: OutboxId,
+    pub(crate) events: Vec<Ready>,
+}
+
+impl Group {
+    fn body_bytes(&self) -> usize {
+        self.events.iter().map(|event| event.body.len()).sum()
+    }
+}
+
+/// Groups the ingest has stored and flushed, handed to the relay in memory, in id order. Only
 /// the ingest's single group-commit writer offers, so the order is the outbox's.
 #[derive(Debug, Default)]
 pub(crate) struct Handoff {
@@ -100,7 +120,9 @@ pub(crate) struct Handoff {
 
 #[derive(Debug, Default)]
 struct HandoffState {
-    entries: VecDeque<Ready>,
+    groups: VecDeque<Group>,
+    /// Events and bytes of bodies in `groups`.
+    events: usize,
     bytes: usize,
     /// An offer was dropped (the handoff was full): the relay must read the outbox.
     overflowed: bool,
@@ -108,14 +130,14 @@ struct HandoffState {
 
 /// What [`Handoff::take`] found.
 enum Taken {
-    Entries(Vec<Ready>),
+    Groups(Vec<Group>),
     /// Entries were dropped since the last take; the outbox holds them.
     Overflowed,
 }
 
 impl Handoff {
-    /// Hands over entries that are in the outbox and flushed, in id order.
-    pub(crate) fn offer(&self, ready: impl IntoIterator<Item = Ready>) {
+    /// Hands over groups that are in the outbox and flushed, in id order.
+    pub(crate) fn offer(&self, groups: impl IntoIterator<Item = Group>) {
         let mut state = self
             .state
             .lock()
@@ -123,21 +145,25 @@ impl Handoff {
         if state.overflowed {
             return;
         }
-        for entry in ready {
-            if state.entries.len() >= HANDOFF_MAX_ENTRIES
-                || state.bytes + entry.body.len() > HANDOFF_MAX_BYTES
+        for group in groups {
+            let bytes = group.body_bytes();
+            if state.events + group.events.len() > HANDOFF_MAX_ENTRIES
+                || state.bytes + bytes > HANDOFF_MAX_BYTES
             {
                 // The relay is far behind (RabbitMQ away): drop everything and let it scan.
-                state.entries = VecDeque::new();
+                state.groups = VecDeque::new();
+                state.events = 0;
                 state.bytes = 0;
                 state.overflowed = true;
                 return;
             }
-            state.bytes += entry.body.len();
-            state.entries.push_back(entry);
+            state.events += group.events.len();
+            state.bytes += bytes;
+            state.groups.push_back(group);
         }
     }
 
+    /// Whole groups, at least `limit` events of them unless fewer are waiting.
     fn take(&self, limit: usize) -> Taken {
         let mut state = self
             .state
@@ -147,15 +173,26 @@ impl Handoff {
             state.overflowed = false;
             return Taken::Overflowed;
         }
-        let count = limit.min(state.entries.len());
-        let taken: Vec<Ready> = state.entries.drain(..count).collect();
-        state.bytes -= taken.iter().map(|entry| entry.body.len()).sum::<usize>();
-        Taken::Entries(taken)
+        let mut taken = Vec::new();
+        let mut events = 0;
+        while events < limit {
+            let Some(group) = state.groups.pop_front() else {
+                break;
+            };
+            events += group.events.len();
+            state.events -= group.events.len();
+            state.bytes -= group.body_bytes();
+            taken.push(group);
+        }
+        Taken::Groups(taken)
     }
 }
 
-/// Where the relay's next entries come from: the outbox (scan) until it reaches the tail, then
-/// the handoff (live). `cursor` is the last id put on the wire.
+/// Outbox entries read per scan step; a scan reads steps until it has a chunk's worth of events.
+const SCAN_STEP: usize = 32;
+
+/// Where the relay's next groups come from: the outbox (scan) until it reaches the tail, then
+/// the handoff (live). `cursor` is the id of the last group put on the wire.
 struct Feed {
     outbox: Outbox,
     handoff: Arc<Handoff>,
@@ -170,34 +207,39 @@ impl Feed {
         self.live = false;
     }
 
-    /// Up to `limit` entries after the cursor, in id order; none when there is nothing to send.
-    async fn next(&mut self, limit: usize) -> Result<Vec<Ready>, moss_store::StoreError> {
+    /// Whole groups after the cursor, in id order, about `limit` events of them (at least one
+    /// group); none when there is nothing to send.
+    async fn next(&mut self, limit: usize) -> Result<Vec<Group>, moss_store::StoreError> {
         loop {
             if !self.live {
-                let entries = read_outbox(&self.outbox, self.cursor, limit).await?;
-                // Fewer than asked: the scan reached the tail; what is appended from now on is
-                // offered to the handoff too.
-                self.live = entries.len() < limit;
-                if let Some(last) = entries.last() {
-                    // Past unreadable entries too: they stay in the outbox, logged.
-                    self.cursor = Some(last.id);
+                let mut groups = Vec::new();
+                let mut events = 0;
+                while !self.live && events < limit {
+                    let entries = read_outbox(&self.outbox, self.cursor, SCAN_STEP).await?;
+                    // Fewer than asked: the scan reached the tail; what is appended from now on
+                    // is offered to the handoff too.
+                    self.live = entries.len() < SCAN_STEP;
+                    if let Some(last) = entries.last() {
+                        // Past unreadable entries too: they stay in the outbox, logged.
+                        self.cursor = Some(last.id);
+                    }
+                    for group in decode(entries) {
+                        events += group.events.len();
+                        groups.push(group);
+                    }
                 }
-                let ready = decode(entries);
-                if !ready.is_empty() {
-                    return Ok(ready);
-                }
-                if !self.live {
-                    continue;
+                if !groups.is_empty() {
+                    return Ok(groups);
                 }
             }
             match self.handoff.take(limit) {
                 Taken::Overflowed => self.live = false,
-                Taken::Entries(taken) => {
+                Taken::Groups(taken) => {
                     let taken_any = !taken.is_empty();
                     let cursor = self.cursor;
-                    let fresh: Vec<Ready> = taken
+                    let fresh: Vec<Group> = taken
                         .into_iter()
-                        .filter(|entry| cursor.is_none_or(|cursor| entry.id > cursor))
+                        .filter(|group| cursor.is_none_or(|cursor| group.id > cursor))
                         .collect();
                     if let Some(last) = fresh.last() {
                         self.cursor = Some(last.id);
@@ -224,27 +266,32 @@ async fn read_outbox(
         .unwrap_or_else(|_| Ok(Vec::new()))
 }
 
-/// The stored entries as messages. An entry this producer cannot read was written by an
-/// incompatible version: it is left in place, loudly.
-fn decode(entries: Vec<OutboxEntry>) -> Vec<Ready> {
-    let mut ready = Vec::with_capacity(entries.len());
+/// The stored entries as groups of messages. An entry this producer cannot read was written by
+/// an incompatible version: it is left in place, loudly.
+fn decode(entries: Vec<OutboxEntry>) -> Vec<Group> {
+    let mut groups = Vec::with_capacity(entries.len());
     for entry in entries {
-        match Stored::parse(&entry.payload) {
-            Ok(stored) => {
-                let record = stored.view();
-                ready.push(Ready {
-                    id: entry.id,
-                    message_id: record.message_id.to_owned(),
-                    routing_key: record.routing_key.to_owned(),
-                    body: record.body.to_vec(),
-                });
-            }
+        match parse_entry(&entry.payload) {
+            Ok(stored) => groups.push(Group {
+                id: entry.id,
+                events: stored
+                    .iter()
+                    .map(|stored| {
+                        let record = stored.view();
+                        Ready {
+                            message_id: record.message_id.to_owned(),
+                            routing_key: record.routing_key.to_owned(),
+                            body: record.body.to_vec(),
+                        }
+                    })
+                    .collect(),
+            }),
             Err(error) => {
                 tracing::error!(outbox_id = entry.id.get(), error = %error, "unreadable outbox entry left in place");
             }
         }
     }
-    ready
+    groups
 }
 
 /// A connection ready to publish.
@@ -262,9 +309,10 @@ pub(crate) struct Relay {
     pub(crate) metrics: Arc<ProducerMetrics>,
 }
 
-/// A chunk on the wire: the outbox ids it came from, in order, and its pending confirms.
+/// A chunk on the wire: the groups it came from (outbox id and number of events), in order, and
+/// the pending confirms of their events.
 struct InFlight {
-    ids: Vec<OutboxId>,
+    groups: Vec<(OutboxId, usize)>,
     sent: SentBatch,
 }
 
@@ -287,7 +335,10 @@ impl Relay {
                     continue;
                 }
             };
-            tracing::info!(backlog = self.outbox.len(), "relay connected to RabbitMQ");
+            tracing::info!(
+                backlog = crate::ingest::backlog(&self.outbox),
+                "relay connected to RabbitMQ"
+            );
             self.set_connected(true);
             reconnect_delay = Duration::from_millis(100);
             self.pump(&link, &shutdown).await;
@@ -295,7 +346,10 @@ impl Relay {
             close(link).await;
         }
         self.set_connected(false);
-        tracing::info!(backlog = self.outbox.len(), "relay stopped");
+        tracing::info!(
+            backlog = crate::ingest::backlog(&self.outbox),
+            "relay stopped"
+        );
     }
 
     /// Moves the outbox to RabbitMQ over one link with a sliding window of chunks: while
@@ -359,9 +413,9 @@ impl Relay {
                 continue;
             }
 
-            let (ids, messages) = self.messages(entries);
+            let (groups, messages) = self.messages(entries);
             let sent = link.publisher.send_batch(messages).await;
-            in_flight.push_back(InFlight { ids, sent });
+            in_flight.push_back(InFlight { groups, sent });
         }
     }
 
@@ -385,56 +439,64 @@ impl Relay {
         self.metrics.broker_connected.set(i64::from(connected));
     }
 
-    /// The messages to publish for `entries`, with the ids they came from.
-    fn messages(&self, entries: Vec<Ready>) -> (Vec<OutboxId>, Vec<OutgoingMessage>) {
+    /// The messages to publish for `groups`, in order, with the groups they came from.
+    fn messages(&self, groups: Vec<Group>) -> (Vec<(OutboxId, usize)>, Vec<OutgoingMessage>) {
         let exchange = self.settings.topology.events_exchange();
-        let mut ids = Vec::with_capacity(entries.len());
-        let mut messages = Vec::with_capacity(entries.len());
-        for entry in entries {
-            ids.push(entry.id);
-            messages.push(OutgoingMessage {
-                exchange: exchange.clone(),
-                routing_key: entry.routing_key,
-                message_id: entry.message_id,
-                body: entry.body,
-                content_type: moss_schemas::Envelope::CONTENT_TYPE.to_owned(),
-                headers: Headers::new(),
-                persistence: Persistence::Persistent,
-            });
+        let mut ids = Vec::with_capacity(groups.len());
+        let mut messages = Vec::with_capacity(groups.iter().map(|group| group.events.len()).sum());
+        for group in groups {
+            ids.push((group.id, group.events.len()));
+            for event in group.events {
+                messages.push(OutgoingMessage {
+                    exchange: exchange.clone(),
+                    routing_key: event.routing_key,
+                    message_id: event.message_id,
+                    body: event.body,
+                    content_type: moss_schemas::Envelope::CONTENT_TYPE.to_owned(),
+                    headers: Headers::new(),
+                    persistence: Persistence::Persistent,
+                });
+            }
         }
         (ids, messages)
     }
 
-    /// Waits for a chunk's confirms and removes what RabbitMQ confirmed from the outbox.
+    /// Waits for a chunk's confirms and removes from the outbox the groups whose every event
+    /// RabbitMQ confirmed; a group with any event unconfirmed stays, to be sent again whole.
     async fn settle(&self, link: &Link, batch: InFlight) -> BatchEnd {
-        let results = batch.sent.confirmed(&link.publisher).await;
-        let mut confirmed = Vec::with_capacity(batch.ids.len());
+        let mut results = batch.sent.confirmed(&link.publisher).await.into_iter();
+        let mut confirmed = Vec::with_capacity(batch.groups.len());
+        let mut count = 0_u64;
         let mut end = BatchEnd::AllConfirmed;
-        for (id, result) in batch.ids.into_iter().zip(results) {
-            match result {
-                Ok(()) => confirmed.push(id),
-                Err(error) => {
-                    let reason = failure_reason(&error);
-                    self.metrics
-                        .relay_failures
-                        .get_or_create(&ReasonLabel {
-                            reason: reason.to_owned(),
-                        })
-                        .inc();
-                    tracing::warn!(outbox_id = id.get(), error = %error, "publish not confirmed; it stays in the outbox and is resent");
-                    let lost =
-                        !link.broker.is_connected() || matches!(error, PublishError::Channel(_));
-                    end = end.worse(if lost {
-                        BatchEnd::LinkLost
-                    } else {
-                        BatchEnd::SomeNotConfirmed
-                    });
-                }
+        for (id, events) in batch.groups {
+            let mut whole = true;
+            for _ in 0..events {
+                // A missing result (cannot happen: one per message sent) counts as unconfirmed.
+                let result = results.next().unwrap_or(Err(PublishError::Nacked));
+                let Err(error) = result else { continue };
+                whole = false;
+                let reason = failure_reason(&error);
+                self.metrics
+                    .relay_failures
+                    .get_or_create(&ReasonLabel {
+                        reason: reason.to_owned(),
+                    })
+                    .inc();
+                tracing::warn!(outbox_id = id.get(), error = %error, "publish not confirmed; its group stays in the outbox and is resent whole");
+                let lost = !link.broker.is_connected() || matches!(error, PublishError::Channel(_));
+                end = end.worse(if lost {
+                    BatchEnd::LinkLost
+                } else {
+                    BatchEnd::SomeNotConfirmed
+                });
+            }
+            if whole {
+                confirmed.push(id);
+                count += events as u64;
             }
         }
         if !confirmed.is_empty() {
             let outbox = self.outbox.clone();
-            let count = confirmed.len() as u64;
             let removed = tokio::task::spawn_blocking(move || outbox.remove_all(&confirmed)).await;
             match removed {
                 Ok(Ok(())) => {
@@ -493,18 +555,26 @@ async fn connect(settings: &RelaySettings) -> Result<Link, moss_broker::BrokerEr
 mod tests {
     use super::*;
 
-    fn ready(id: u64) -> Ready {
-        Ready {
+    fn ready(id: u64) -> Group {
+        group(id, 1)
+    }
+
+    fn group(id: u64, events: usize) -> Group {
+        Group {
             id: OutboxId::from_u64(id),
-            message_id: format!("m{id}"),
-            routing_key: "p0".to_owned(),
-            body: vec![b'x'; 10],
+            events: (0..events)
+                .map(|index| Ready {
+                    message_id: format!("m{id}.{index}"),
+                    routing_key: "p0".to_owned(),
+                    body: vec![b'x'; 10],
+                })
+                .collect(),
         }
     }
 
     fn ids(taken: Taken) -> Option<Vec<u64>> {
         match taken {
-            Taken::Entries(entries) => Some(entries.iter().map(|entry| entry.id.get()).collect()),
+            Taken::Groups(groups) => Some(groups.iter().map(|group| group.id.get()).collect()),
             Taken::Overflowed => None,
         }
     }
@@ -516,6 +586,16 @@ mod tests {
         assert_eq!(ids(handoff.take(3)), Some(vec![1, 2, 3]));
         assert_eq!(ids(handoff.take(3)), Some(vec![4, 5]));
         assert_eq!(ids(handoff.take(3)), Some(vec![]));
+    }
+
+    #[test]
+    fn the_handoff_gives_whole_groups_never_part_of_one() {
+        let handoff = Handoff::default();
+        handoff.offer([group(1, 2), group(2, 5), group(3, 1), group(4, 1)]);
+        // 3 events asked: group 2 is not split, so 7 come.
+        assert_eq!(ids(handoff.take(3)), Some(vec![1, 2]));
+        assert_eq!(ids(handoff.take(1)), Some(vec![3]));
+        assert_eq!(ids(handoff.take(100)), Some(vec![4]));
     }
 
     #[test]

@@ -270,6 +270,18 @@ impl Outbox {
         self.tree.len()
     }
 
+    /// The sum of `weight` over every entry waiting, read in place (nothing is copied): for an
+    /// outbox whose entries hold several items each, the number of items. Costs O(entries),
+    /// like [`Outbox::len`].
+    pub fn weigh(&self, mut weight: impl FnMut(&[u8]) -> u64) -> Result<u64, StoreError> {
+        let mut total = 0_u64;
+        for item in self.tree.iter().values() {
+            let value = item.during("read the outbox")?;
+            total = total.saturating_add(weight(&value));
+        }
+        Ok(total)
+    }
+
     /// True when nothing waits.
     #[must_use]
     pub fn is_empty(&self) -> bool {

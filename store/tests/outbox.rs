@@ -208,3 +208,21 @@ fn a_watch_nobody_waits_on_never_blocks_appends() {
         WatchWake::TimedOut
     );
 }
+
+#[test]
+fn weigh_sums_over_every_entry_without_removing_any() {
+    let (_directory, store) = open_temp();
+    let outbox = store.outbox("events").expect("outbox");
+    assert_eq!(outbox.weigh(|_| 1).expect("weigh"), 0);
+    outbox
+        .append_all(&[vec![3, 0], vec![5], vec![2, 9, 9]])
+        .expect("append_all");
+    // A producer's entries hold groups of events; its backlog is the sum of the group sizes.
+    assert_eq!(
+        outbox
+            .weigh(|payload| u64::from(payload[0]))
+            .expect("weigh"),
+        10
+    );
+    assert_eq!(outbox.len(), 3, "weighing reads, it does not take");
+}

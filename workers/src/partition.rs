@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use moss_broker::{Broker, Consumer, Delivery};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::counters::Counters;
 use crate::lanes::{LaneKey, Lanes};
@@ -30,6 +31,15 @@ pub(crate) async fn run_partition(
     let Some(mut consumer) = consume(&ctx, &broker, &queue, prefetch, &tag).await else {
         return;
     };
+    // Deliveries of this consumer's channel; cancelled when the channel is lost.
+    let mut channel_lost = CancellationToken::new();
+    // The first delivery after (re)subscribing may mean this worker just took the partition
+    // over (single active consumer): it waits until other workers' outcomes are folded in.
+    let mut cold = true;
+    // A connection recovery keeps the consumer's stream but requeues what was unacknowledged
+    // and may have moved the active role to another worker: the same as a new channel.
+    let mut interruptions = broker.interruptions();
+    interruptions.mark_unchanged();
     let mut lanes: Lanes<LaneKey, Job> = Lanes::new();
     let mut running: JoinSet<(LaneKey, JobEnd)> = JoinSet::new();
     let mut running_keys: HashMap<tokio::task::Id, LaneKey> = HashMap::new();
@@ -75,10 +85,31 @@ pub(crate) async fn run_partition(
                 }
             }
             _ = circuit_changes.changed() => {}
+            Ok(()) = interruptions.changed() => {
+                interruptions.mark_unchanged();
+                tracing::info!(queue = %queue, "the connection was interrupted; in-flight deliveries stop and the next one waits for other workers' outcomes");
+                channel_lost.cancel();
+                channel_lost = CancellationToken::new();
+                cold = true;
+            }
             next = consumer.next(), if taking => match next {
                 Some(Ok(delivery)) => {
                     Counters::bump(&ctx.counters.received);
-                    let job = Job::decode(delivery);
+                    if interruptions.has_changed().unwrap_or(false) {
+                        interruptions.mark_unchanged();
+                        channel_lost.cancel();
+                        channel_lost = CancellationToken::new();
+                        cold = true;
+                    }
+                    if cold {
+                        cold = false;
+                        if !ctx.fold.caught_up(&ctx.shutdown).await {
+                            hand_back(&ctx, &delivery).await;
+                            break;
+                        }
+                        tracing::debug!(queue = %queue, "first delivery since subscribing; other workers' outcomes are folded in");
+                    }
+                    let job = Job::decode(delivery, channel_lost.clone());
                     let key = match job.subject() {
                         Some(subject) => LaneKey::Subject(subject),
                         None => {
@@ -101,10 +132,14 @@ pub(crate) async fn run_partition(
             },
         }
         if reconsume {
-            // Deliveries of the old channel were requeued by the broker and will come again.
-            // Their lanes keep running (acks fail, the ledger makes the redeliveries
-            // duplicates), so a subject's redelivered events still queue behind its running
-            // one instead of overtaking it.
+            // Deliveries of the old channel were requeued by the broker and will come again,
+            // perhaps to another worker: jobs of that channel stop before their next attempt
+            // and hand back (a call already made finishes; its record's outcome reaches the
+            // other workers before anything of ours is acknowledged). A subject's lane stays
+            // in place, so its redelivered events still queue behind its running one.
+            channel_lost.cancel();
+            channel_lost = CancellationToken::new();
+            cold = true;
             tokio::select! {
                 () = ctx.shutdown.cancelled() => break,
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}

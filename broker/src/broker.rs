@@ -83,17 +83,22 @@ impl Broker {
         })?;
         let interruptions = Arc::new(tokio::sync::watch::Sender::new(0));
         log_connection_events(&connection, connection_name, Arc::clone(&interruptions));
+        let connection = Arc::new(connection);
+        watch_connection(Arc::downgrade(&connection), Arc::clone(&interruptions));
         Ok(Broker {
-            connection: Arc::new(connection),
+            connection,
             url: redacted,
             interruptions,
         })
     }
 
-    /// A counter that goes up each time the connection fails or is recovered. Consumers live
-    /// through a recovery without a break in their stream, but RabbitMQ has requeued their
-    /// unacknowledged deliveries and, on a single-active-consumer queue, may have made another
-    /// consumer the active one meanwhile: a consumer that must know uses this.
+    /// A counter that goes up each time the connection fails or is recovered, and every
+    /// [`CONNECTION_POLL`] while it is down (RabbitMQ closing the connection, as when its app
+    /// stops, raises no error event: lapin starts recovering at once). Consumers live through a
+    /// recovery without a break in their stream, but RabbitMQ has requeued their unacknowledged
+    /// deliveries and, on a single-active-consumer queue, may have made another consumer the
+    /// active one meanwhile: a consumer that must know uses this, and asks
+    /// [`Delivery::channel_closed`](crate::Delivery::channel_closed) which deliveries are lost.
     #[must_use]
     pub fn interruptions(&self) -> tokio::sync::watch::Receiver<u64> {
         self.interruptions.subscribe()
@@ -484,6 +489,36 @@ fn with_default_heartbeat(url: &str) -> String {
     }
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}heartbeat={DEFAULT_HEARTBEAT_SECONDS}")
+}
+
+/// How often [`Broker::interruptions`] goes up while the connection is down.
+pub const CONNECTION_POLL: Duration = Duration::from_millis(50);
+
+/// Bumps `interruptions` every [`CONNECTION_POLL`] while the connection is not open (being
+/// recovered), until the broker is dropped or the connection closed for good. lapin emits no
+/// event when RabbitMQ closes the connection and recovery begins; this is how a consumer hears
+/// within a poll that its deliveries' channel is gone.
+fn watch_connection(
+    connection: std::sync::Weak<lapin::Connection>,
+    interruptions: Arc<tokio::sync::watch::Sender<u64>>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CONNECTION_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(connection) = connection.upgrade() else {
+                return;
+            };
+            let status = connection.status();
+            if status.closed() {
+                return;
+            }
+            if !status.connected() {
+                interruptions.send_modify(|count| *count = count.wrapping_add(1));
+            }
+        }
+    });
 }
 
 /// Blocked connections (memory or disk alarm) stall publishes; say so in the logs.

@@ -108,7 +108,11 @@ impl Job {
 pub(crate) enum JobEnd {
     /// Acknowledged (applied, stale, duplicate or dead-lettered).
     Settled,
-    /// Given back to RabbitMQ; the lane's waiting deliveries must follow it.
+    /// Not settled: it must come again. It is never nacked on its own (a nack puts it behind
+    /// the subject's later deliveries this consumer already holds, and one of those would run
+    /// first): RabbitMQ returns it when its channel closes, with every other unsettled delivery
+    /// of that channel, in the order delivered. If the channel is still open the partition
+    /// closes it.
     HandedBack,
 }
 
@@ -206,7 +210,7 @@ async fn run_job_in_span(ctx: Arc<WorkerContext>, job: Job) -> JobEnd {
         channel_lost,
         ..
     } = job;
-    if channel_lost.is_cancelled() {
+    if channel_lost.is_cancelled() || delivery.channel_closed() {
         // Its channel is gone: the broker has requeued it, perhaps for another worker.
         return hand_back(&ctx, &delivery).await;
     }
@@ -471,6 +475,11 @@ where
         let Some(admission) = admitted else {
             return Settlement::HandBack;
         };
+        if abandon.is_cancelled() {
+            // Checked before the call starts: a select over a ready token and a fresh call
+            // could poll the call first and put its request on the wire.
+            return Settlement::HandBack;
+        }
         attempts += 1;
         let started = Instant::now();
         // Dropping the call is what a crash would do; handlers are written for it. The circuit
@@ -740,11 +749,11 @@ async fn ack(delivery: &Delivery) -> JobEnd {
     JobEnd::Settled
 }
 
+/// Gives the delivery back without settling it (see [`JobEnd::HandedBack`]): the partition
+/// closes its channel if it is still open, and RabbitMQ returns it in order.
 async fn hand_back(ctx: &WorkerContext, delivery: &Delivery) -> JobEnd {
     Counters::bump(&ctx.counters.handed_back);
-    if let Err(error) = delivery.nack_requeue().await {
-        tracing::warn!(error = %error, message_id = ?delivery.message_id, "hand-back failed; RabbitMQ requeues it when the channel closes");
-    }
+    tracing::debug!(message_id = ?delivery.message_id, channel_closed = delivery.channel_closed(), "delivery handed back; it comes again when its channel closes");
     JobEnd::HandedBack
 }
 

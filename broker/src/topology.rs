@@ -7,9 +7,18 @@ use crate::error::BrokerError;
 /// The most partitions a topology may have (each is a quorum queue: a Raft group on every node).
 pub const MAX_PARTITIONS: u16 = 1024;
 
-/// The default `x-delivery-limit` of partition queues: a message that crashed its consumer
-/// this many times goes to the dead queue instead of looping.
-pub const DEFAULT_DELIVERY_LIMIT: u32 = 10;
+/// The default `x-delivery-limit` of partition queues: a message returned this many times goes
+/// to the dead queue instead of looping, so a message that crashes every worker that takes it
+/// cannot hold its partition for ever.
+///
+/// RabbitMQ 3.10 counts *every* return, and a worker's SIGKILL, a RabbitMQ restart or a closed
+/// channel returns everything in that worker's prefetch window (64 per partition by default),
+/// including events that were only waiting their turn. With 10, a healthy event that waited
+/// through ten such restarts was dead-lettered by the broker behind moss's back (the chaos run
+/// saw it after about 10 restarts in 4 minutes), and its subject's later events then applied
+/// without it. 100 is far beyond the restarts an event sees while it waits (about a minute at
+/// the tenant's write budget), and a real crash loop is still ended after 100 crashes.
+pub const DEFAULT_DELIVERY_LIMIT: u32 = 100;
 
 /// The default `x-max-length` of each partition queue.
 ///

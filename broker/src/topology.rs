@@ -326,7 +326,7 @@ mod tests {
             Some(long_string("at-least-once"))
         );
         assert_eq!(get("x-overflow"), Some(long_string("reject-publish")));
-        assert_eq!(get("x-delivery-limit"), Some(AMQPValue::LongInt(10)));
+        assert_eq!(get("x-delivery-limit"), Some(AMQPValue::LongInt(100)));
         assert_eq!(get("x-max-length"), Some(AMQPValue::LongInt(100_000)));
     }
 

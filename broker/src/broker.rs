@@ -39,6 +39,7 @@ pub struct QueueDepth {
 pub struct Broker {
     connection: Arc<lapin::Connection>,
     url: String,
+    interruptions: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl fmt::Debug for Broker {
@@ -80,11 +81,27 @@ impl Broker {
             url: redacted.clone(),
             source: AmqpError(source),
         })?;
-        log_connection_events(&connection, connection_name);
+        let interruptions = Arc::new(tokio::sync::watch::Sender::new(0));
+        log_connection_events(&connection, connection_name, Arc::clone(&interruptions));
+        let connection = Arc::new(connection);
+        watch_connection(Arc::downgrade(&connection), Arc::clone(&interruptions));
         Ok(Broker {
-            connection: Arc::new(connection),
+            connection,
             url: redacted,
+            interruptions,
         })
+    }
+
+    /// A counter that goes up each time the connection fails or is recovered, and every
+    /// [`CONNECTION_POLL`] while it is down (RabbitMQ closing the connection, as when its app
+    /// stops, raises no error event: lapin starts recovering at once). Consumers live through a
+    /// recovery without a break in their stream, but RabbitMQ has requeued their unacknowledged
+    /// deliveries and, on a single-active-consumer queue, may have made another consumer the
+    /// active one meanwhile: a consumer that must know uses this, and asks
+    /// [`Delivery::channel_closed`](crate::Delivery::channel_closed) which deliveries are lost.
+    #[must_use]
+    pub fn interruptions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.interruptions.subscribe()
     }
 
     /// True while the connection is open (false while it is being recovered).
@@ -240,6 +257,57 @@ impl Broker {
             .await
             .map_err(|error| classify_queue_error("consume", &queue, error))?;
         Ok(Consumer::new(channel, inner, &queue))
+    }
+
+    /// Declares a durable quorum queue `queue` of one reader's own, bound to the fan-out
+    /// `exchange` (a worker's copy of `{prefix}.outcomes`), that outlives the reader's restarts:
+    /// it holds at most `max_length` messages (the oldest are dropped first) and RabbitMQ deletes
+    /// it once no one has used it for `expires`. Returns true when the queue did not exist
+    /// before (so its reader has missed whatever was published until now). Consume it with
+    /// [`Broker::consume`].
+    pub async fn declare_own_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        max_length: u32,
+        expires: Duration,
+    ) -> Result<bool, BrokerError> {
+        let existed = match self.queue_depth(queue).await {
+            Ok(_) => true,
+            Err(BrokerError::QueueNotFound { .. }) => false,
+            Err(error) => return Err(error),
+        };
+        let channel = self
+            .open_channel("open a channel to declare a queue")
+            .await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-queue-type".into(),
+            lapin::types::AMQPValue::LongString("quorum".into()),
+        );
+        arguments.insert(
+            "x-max-length".into(),
+            lapin::types::AMQPValue::LongLongInt(i64::from(max_length.max(1))),
+        );
+        arguments.insert(
+            "x-overflow".into(),
+            lapin::types::AMQPValue::LongString("drop-head".into()),
+        );
+        arguments.insert(
+            "x-expires".into(),
+            lapin::types::AMQPValue::LongLongInt(
+                i64::try_from(expires.as_millis())
+                    .unwrap_or(i64::MAX)
+                    .max(1),
+            ),
+        );
+        let result = async {
+            declare_queue(&channel, queue, arguments).await?;
+            bind(&channel, queue, exchange, "").await
+        }
+        .await;
+        close_quietly(&channel).await;
+        result.map(|()| !existed)
     }
 
     /// Closes the connection. Shut consumers down first ([`Consumer::shutdown`]): acks still
@@ -423,8 +491,42 @@ fn with_default_heartbeat(url: &str) -> String {
     format!("{url}{separator}heartbeat={DEFAULT_HEARTBEAT_SECONDS}")
 }
 
+/// How often [`Broker::interruptions`] goes up while the connection is down.
+pub const CONNECTION_POLL: Duration = Duration::from_millis(50);
+
+/// Bumps `interruptions` every [`CONNECTION_POLL`] while the connection is not open (being
+/// recovered), until the broker is dropped or the connection closed for good. lapin emits no
+/// event when RabbitMQ closes the connection and recovery begins; this is how a consumer hears
+/// within a poll that its deliveries' channel is gone.
+fn watch_connection(
+    connection: std::sync::Weak<lapin::Connection>,
+    interruptions: Arc<tokio::sync::watch::Sender<u64>>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CONNECTION_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(connection) = connection.upgrade() else {
+                return;
+            };
+            let status = connection.status();
+            if status.closed() {
+                return;
+            }
+            if !status.connected() {
+                interruptions.send_modify(|count| *count = count.wrapping_add(1));
+            }
+        }
+    });
+}
+
 /// Blocked connections (memory or disk alarm) stall publishes; say so in the logs.
-fn log_connection_events(connection: &lapin::Connection, connection_name: &str) {
+fn log_connection_events(
+    connection: &lapin::Connection,
+    connection_name: &str,
+    interruptions: Arc<tokio::sync::watch::Sender<u64>>,
+) {
     let mut events = connection.events_listener();
     let name = connection_name.to_owned();
     tokio::spawn(async move {
@@ -437,7 +539,13 @@ fn log_connection_events(connection: &lapin::Connection, connection_name: &str) 
                     tracing::info!(connection = %name, "RabbitMQ unblocked the connection");
                 }
                 lapin::Event::Error(error) => {
+                    interruptions.send_modify(|count| *count = count.wrapping_add(1));
                     tracing::warn!(connection = %name, %error, "RabbitMQ connection error; recovering");
+                }
+                // Only a recovery is seen here: the first connect happens before listening.
+                lapin::Event::Connected => {
+                    interruptions.send_modify(|count| *count = count.wrapping_add(1));
+                    tracing::info!(connection = %name, "RabbitMQ connection recovered");
                 }
                 other => tracing::debug!(connection = %name, event = ?other, "connection event"),
             }

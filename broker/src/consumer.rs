@@ -111,12 +111,30 @@ impl Delivery {
         }
     }
 
+    /// True once the channel this delivery came on is closed or lost (a connection recovery
+    /// opens a new channel in its place). It can no longer be settled: RabbitMQ has returned it
+    /// to its queue, with every other unsettled delivery of that channel, in the order they
+    /// were delivered.
+    #[must_use]
+    pub fn channel_closed(&self) -> bool {
+        self.acker.poisoned()
+    }
+
+    /// A handle that tells whether this delivery's channel is closed; it stays usable after
+    /// the delivery is settled or dropped.
+    #[must_use]
+    pub fn channel_probe(&self) -> ChannelProbe {
+        ChannelProbe(self.acker.clone())
+    }
+
     /// Done: RabbitMQ forgets the message.
     pub async fn ack(&self) -> Result<(), SettleError> {
         settled(self.acker.ack(BasicAckOptions::default()).await)
     }
 
-    /// Put it back at the head of its queue for another try. On RabbitMQ 3.10 this counts
+    /// Put it back at the head of its queue for another try. Mind the order: deliveries this
+    /// consumer already holds stay with it and can be processed before the one put back;
+    /// closing the channel instead returns every unsettled delivery in the order delivered. On RabbitMQ 3.10 this counts
     /// towards the delivery limit (4.3 and later count only failures).
     pub async fn nack_requeue(&self) -> Result<(), SettleError> {
         settled(
@@ -144,6 +162,26 @@ fn settled(result: lapin::Result<bool>) -> Result<(), SettleError> {
         Ok(true) => Ok(()),
         Ok(false) => Err(SettleError::NotSettled),
         Err(error) => Err(SettleError::Amqp(AmqpError(error))),
+    }
+}
+
+/// Tells whether the channel one delivery came on is closed ([`Delivery::channel_probe`]).
+#[derive(Clone)]
+pub struct ChannelProbe(lapin::Acker);
+
+impl ChannelProbe {
+    /// True once that channel is closed or lost.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.0.poisoned()
+    }
+}
+
+impl fmt::Debug for ChannelProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelProbe")
+            .field("closed", &self.is_closed())
+            .finish()
     }
 }
 

@@ -22,8 +22,8 @@ mod publisher;
 mod tls;
 mod topology;
 
-pub use broker::{Broker, DEFAULT_CONNECT_TIMEOUT, QueueDepth};
-pub use consumer::{ConsumeError, Consumer, Delivery, SettleError};
+pub use broker::{Broker, CONNECTION_POLL, DEFAULT_CONNECT_TIMEOUT, QueueDepth};
+pub use consumer::{ChannelProbe, ConsumeError, Consumer, Delivery, SettleError};
 pub use error::{AmqpError, BrokerError, redact_url};
 pub use message::{HeaderValue, Headers, OutgoingMessage, Persistence};
 pub use publisher::{DEFAULT_CONFIRM_TIMEOUT, PublishError, Publisher, SentBatch};

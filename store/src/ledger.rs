@@ -301,6 +301,67 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Folds what other workers recorded (their outcome events) into this store: each event id
+    /// the ledger lacks is added, and an [`AppliedResult::advances_version`] record raises its
+    /// subject's version to its sequence if that is higher (a version never goes down). An
+    /// event id the ledger has keeps its own record, except that an applied record replaces a
+    /// dead-lettered one (another worker applied its replay). Flushed once, before this
+    /// returns. Returns how many ledger entries were added or replaced. Blocking (one fsync).
+    pub fn fold_recorded(&self, events: &[AppliedEvent]) -> Result<usize, StoreError> {
+        let ledger = self.ledger_tree()?;
+        let versions = self.versions_tree()?;
+        let mut added = 0;
+        for event in events {
+            if event.event_id.is_empty() || event.record.subject.is_empty() {
+                continue;
+            }
+            let record_bytes =
+                serde_json::to_vec(&event.record).map_err(|source| StoreError::Decode {
+                    record: "ledger",
+                    source,
+                })?;
+            let mut written = false;
+            ledger
+                .fetch_and_update(event.event_id.as_bytes(), |existing| {
+                    let replace = match existing {
+                        None => true,
+                        Some(bytes) => {
+                            event.record.result.advances_version()
+                                && decode_record(bytes).is_ok_and(|record| {
+                                    record.result == AppliedResult::DeadLettered
+                                })
+                        }
+                    };
+                    written = replace;
+                    if replace {
+                        Some(record_bytes.clone())
+                    } else {
+                        existing.map(<[u8]>::to_vec)
+                    }
+                })
+                .during("fold a ledger entry")?;
+            if written {
+                added += 1;
+            }
+            if event.record.result.advances_version() {
+                let sequence = event.record.sequence;
+                versions
+                    .fetch_and_update(event.record.subject.as_bytes(), |current| {
+                        let current = current
+                            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                            .map(u64::from_be_bytes);
+                        let next = current.map_or(sequence, |current| current.max(sequence));
+                        Some(next.to_be_bytes().to_vec())
+                    })
+                    .during("fold a version")?;
+            }
+        }
+        self.flush()?;
+        Ok(added)
+    }
+}
+
 /// Checks the ledger and the version and, when the event is new and not stale, writes both.
 fn write_applied(
     ledger: &TransactionalTree,

@@ -246,6 +246,13 @@ impl Outbox {
             .collect()
     }
 
+    /// True while entry `id` waits in the outbox (it was appended and not yet removed).
+    pub fn contains(&self, id: OutboxId) -> Result<bool, StoreError> {
+        self.tree
+            .contains_key(id.key())
+            .during("look up an outbox entry")
+    }
+
     /// Forgets an entry (the broker confirmed it). Removing an absent id is not an error.
     pub fn remove(&self, id: OutboxId) -> Result<(), StoreError> {
         self.tree

@@ -168,3 +168,53 @@ fn an_empty_event_id_is_refused_naming_the_field() {
         .expect_err("empty id");
     assert!(error.to_string().contains("event id"), "{error}");
 }
+
+#[test]
+fn folding_other_workers_records_adds_unknown_ids_and_never_lowers_a_version() {
+    let (_directory, store) = open_temp();
+    store
+        .record_applied(&event("mine", "user-a", 7))
+        .expect("record");
+    let mut dead = event("theirs-dead", "user-b", 9);
+    dead.record.result = AppliedResult::DeadLettered;
+    let added = store
+        .fold_recorded(&[
+            // Older than this store's version of user-a: the ledger learns the id, the
+            // version stays.
+            event("theirs-old", "user-a", 3),
+            // This store's own record wins over a folded one.
+            event("mine", "user-a", 1),
+            event("theirs-new", "user-c", 4),
+            dead,
+        ])
+        .expect("fold");
+    assert_eq!(added, 3);
+    let ledger = store.ledger().expect("ledger");
+    let versions = store.versions().expect("versions");
+    assert_eq!(
+        ledger.get("mine").expect("get").map(|r| r.sequence),
+        Some(7)
+    );
+    assert_eq!(
+        ledger.get("theirs-old").expect("get").map(|r| r.result),
+        Some(AppliedResult::Applied)
+    );
+    assert_eq!(versions.get("user-a").expect("get"), Some(7));
+    assert_eq!(versions.get("user-c").expect("get"), Some(4));
+    assert_eq!(
+        ledger.get("theirs-dead").expect("get").map(|r| r.result),
+        Some(AppliedResult::DeadLettered)
+    );
+    assert_eq!(
+        versions.get("user-b").expect("get"),
+        None,
+        "a dead letter does not advance the version"
+    );
+    // After the fold, a record older than the folded version is stale.
+    assert_eq!(
+        store
+            .record_applied(&event("late", "user-c", 4))
+            .expect("record"),
+        RecordOutcome::Stale { current: 4 }
+    );
+}

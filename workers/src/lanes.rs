@@ -54,12 +54,6 @@ impl<K: Eq + Hash + Clone, T> Lanes<K, T> {
         next
     }
 
-    /// The waiting items of lane `key`, in arrival order, closing the lane (its running item
-    /// was handed back, so the ones behind it must follow to keep the subject's order).
-    pub(crate) fn drain_lane(&mut self, key: &K) -> Vec<T> {
-        self.waiting.remove(key).map(Vec::from).unwrap_or_default()
-    }
-
     /// Every waiting (not running) item, lane by lane in arrival order, closing the lanes.
     pub(crate) fn drain_waiting(&mut self) -> Vec<T> {
         self.waiting

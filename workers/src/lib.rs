@@ -19,6 +19,7 @@ mod counters;
 mod dead_letter;
 mod delete_guard;
 mod error;
+mod fold;
 mod handlers;
 mod lanes;
 mod outcome;
@@ -49,7 +50,7 @@ pub use dead_letter::{
 pub use delete_guard::DeleteGuardSettings;
 pub use error::WorkerError;
 pub use outcome::{Failure, FailureClass, Outcome};
-pub use outcomes::{OUTCOME_CONTENT_TYPE, OutcomeEvent, OutcomeKind};
+pub use outcomes::{OUTCOME_CONTENT_TYPE, OUTCOME_WORKER_ID, OutcomeEvent, OutcomeKind};
 pub use pacer::{AdaptivePacer, PacingSettings};
 pub use settings::{DEFAULT_PREFETCH, RetrySettings, WorkerSettings};
 
@@ -67,6 +68,7 @@ pub struct RunningWorker {
     circuit: Arc<Circuit>,
     pacer: Arc<AdaptivePacer>,
     ctx: Arc<WorkerContext>,
+    outcome_queue: String,
     task: JoinHandle<Result<(), WorkerError>>,
 }
 
@@ -92,6 +94,13 @@ impl RunningWorker {
     /// Users the worker licensed since it started after they had awaited a seat.
     pub fn licences_resumed(&self) -> u64 {
         self.ctx.tenant.awaiting.resumed()
+    }
+
+    /// The worker's own durable queue of outcome events (`{prefix}.outcomes.<worker id>`),
+    /// which it reads to learn what other workers applied. It outlives the worker (that is its
+    /// point); a test deletes it when done.
+    pub fn outcome_queue(&self) -> &str {
+        &self.outcome_queue
     }
 
     /// The adaptive write rate now, in writes per second.
@@ -148,11 +157,30 @@ pub async fn start(
         OnlineClient::with_pacer(online, Arc::clone(&pacer) as Arc<dyn moss_online::Pacer>)?;
     let broker = Arc::new(Broker::connect(&amqp_url, &worker_name).await?);
     broker.declare(&topology).await?;
+    let worker_id = fold::worker_id(&store)?;
+    let own_queue = fold::own_queue(&topology, &worker_id);
+    let created = broker
+        .declare_own_queue(
+            &own_queue,
+            &topology.outcomes_exchange(),
+            fold::OWN_QUEUE_MAX_LENGTH,
+            fold::OWN_QUEUE_EXPIRES,
+        )
+        .await?;
+    if created && !store.ledger()?.is_empty() {
+        tracing::warn!(queue = %own_queue, "this worker's outcome queue was gone (unused for longer than its expiry, or deleted): what other workers applied meanwhile is unknown here, and a partition taken over may re-apply their older events");
+    }
     let dead_letters = broker.publisher().await?;
     let outcome_publisher = broker.publisher().await?;
+    let fold = Arc::new(fold::Fold::new(
+        own_queue.clone(),
+        topology.outcomes_exchange(),
+        broker.publisher().await?,
+    ));
     let counters = Arc::new(Counters::default());
     let circuit = Arc::new(Circuit::new(circuit));
     let outcomes = store.outbox(OUTCOME_OUTBOX)?;
+    let (confirmations, confirmed_rounds) = outcomes::Confirmations::new(outcomes.clone());
     let ctx = Arc::new(WorkerContext {
         ledger: store.ledger()?,
         versions: store.versions()?,
@@ -169,6 +197,8 @@ pub async fn start(
             awaiting: awaiting::Awaiting::new(store.awaiting_licence()?, licence_recheck),
         },
         outcomes: outcomes.clone(),
+        confirmations,
+        fold: Arc::clone(&fold),
         store: store.clone(),
         dead_letters,
         topology: topology.clone(),
@@ -184,12 +214,22 @@ pub async fn start(
         outcome_publisher,
         topology.clone(),
         Arc::clone(&counters),
+        worker_id.clone(),
+        confirmed_rounds,
         relay_stop.clone(),
     ));
     let resumer = tokio::spawn(awaiting::run(
         Arc::clone(&ctx),
         Arc::clone(&circuit),
         shutdown.clone(),
+    ));
+    let fold_stop = CancellationToken::new();
+    let folding = tokio::spawn(fold::run_fold(
+        fold,
+        Arc::clone(&broker),
+        store.clone(),
+        worker_id.clone(),
+        fold_stop.clone(),
     ));
     let mut partitions = tokio::task::JoinSet::new();
     for partition in 0..topology.partitions() {
@@ -203,6 +243,8 @@ pub async fn start(
     }
     tracing::info!(
         worker = %worker_name,
+        worker_id = %worker_id,
+        outcome_queue = %own_queue,
         partitions = topology.partitions(),
         prefetch,
         "worker consuming"
@@ -220,6 +262,8 @@ pub async fn start(
         relay_stop.cancel();
         let _ = relay.await;
         let _ = resumer.await;
+        fold_stop.cancel();
+        let _ = folding.await;
         if let Err(error) = ctx.dead_letters.close().await {
             tracing::debug!(error = %error, "closing the dead-letter channel");
         }
@@ -236,6 +280,7 @@ pub async fn start(
         circuit,
         pacer,
         ctx: worker_ctx,
+        outcome_queue: own_queue,
         task,
     })
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use moss_broker::{Headers, OutgoingMessage, Persistence, PublishError, Publisher, Topology};
 use moss_schemas::Envelope;
-use moss_store::Outbox;
-use serde::Serialize;
+use moss_store::{Outbox, OutboxId, StoreError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::counters::Counters;
@@ -19,7 +20,7 @@ use crate::outcome::Failure;
 pub const OUTCOME_CONTENT_TYPE: &str = "application/json";
 
 /// The kind of an outcome event (`outcome` member).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeKind {
     /// Applied to the tenant.
@@ -93,19 +94,59 @@ impl OutcomeEvent {
     }
 }
 
-/// Publishes the outbox to `{prefix}.outcomes` until `shutdown`, then once more.
+/// The header naming the worker (its stable id, see `fold.rs`) whose outbox an outcome event
+/// came from, so that a worker does not fold its own outcomes back into its store.
+pub const OUTCOME_WORKER_ID: &str = "moss-worker-id";
+
+/// Lets a lane wait until the relay has had an outcome entry confirmed by RabbitMQ.
+#[derive(Debug, Clone)]
+pub(crate) struct Confirmations {
+    outbox: Outbox,
+    rounds: watch::Receiver<u64>,
+}
+
+impl Confirmations {
+    pub(crate) fn new(outbox: Outbox) -> (Confirmations, watch::Sender<u64>) {
+        let (sender, rounds) = watch::channel(0);
+        (Confirmations { outbox, rounds }, sender)
+    }
+
+    /// Returns once entry `id` has left the outbox: RabbitMQ confirmed it (routed to every
+    /// worker's outcome queue). Waits as long as that takes; a delivery whose outcome is not
+    /// in RabbitMQ must not be acknowledged (another worker taking the partition over would
+    /// not know it was applied).
+    pub(crate) async fn wait(&self, id: OutboxId) -> Result<(), StoreError> {
+        let mut rounds = self.rounds.clone();
+        loop {
+            rounds.borrow_and_update();
+            if !self.outbox.contains(id)? {
+                return Ok(());
+            }
+            // A relay round that removes entries bumps `rounds`; the timeout covers a relay
+            // that has stopped (shutdown) or a missed wake-up.
+            let _ = tokio::time::timeout(Duration::from_millis(500), rounds.changed()).await;
+        }
+    }
+}
+
+/// Publishes the outbox to `{prefix}.outcomes` until `shutdown`, then once more. After each
+/// round that removed confirmed entries it bumps `rounds` (see [`Confirmations`]).
 pub(crate) async fn relay(
     outbox: Outbox,
     publisher: Publisher,
     topology: Topology,
     counters: Arc<Counters>,
+    worker_id: String,
+    rounds: watch::Sender<u64>,
     shutdown: CancellationToken,
 ) {
     let exchange = topology.outcomes_exchange();
     let mut pause = Duration::from_millis(200);
     loop {
         let mut watch = outbox.watch();
-        let published = publish_pending(&outbox, &publisher, &exchange, &counters).await;
+        let published =
+            publish_pending(&outbox, &publisher, &exchange, &worker_id, &counters).await;
+        rounds.send_modify(|round| *round = round.wrapping_add(1));
         let stopping = shutdown.is_cancelled();
         match published {
             Ok(0) if stopping => return,
@@ -135,6 +176,7 @@ async fn publish_pending(
     outbox: &Outbox,
     publisher: &Publisher,
     exchange: &str,
+    worker_id: &str,
     counters: &Counters,
 ) -> Result<usize, ()> {
     let entries = match outbox.pending(None, 256) {
@@ -158,7 +200,7 @@ async fn publish_pending(
             message_id: format!("outcome-{}", entry.id),
             body: entry.payload.clone(),
             content_type: OUTCOME_CONTENT_TYPE.to_owned(),
-            headers: Headers::new(),
+            headers: Headers::new().with_text(OUTCOME_WORKER_ID, worker_id),
             persistence: Persistence::Persistent,
         })
         .collect();

@@ -10,8 +10,8 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use moss_broker::{Delivery, Headers, Publisher, Topology};
 use moss_schemas::{DecodeError, Envelope};
 use moss_store::{
-    AppliedEvent, AppliedRecord, AppliedResult, Ledger, Outbox, Quarantine, QuarantineRecord,
-    RecordOutcome, Store, StoreError, Versions,
+    AppliedEvent, AppliedRecord, AppliedResult, Ledger, Outbox, OutboxId, Quarantine,
+    QuarantineRecord, Store, StoreError, Versions,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,9 +22,10 @@ use crate::control::{self, Control, ReleaseQuarantine};
 use crate::counters::Counters;
 use crate::dead_letter::{DELETE_APPROVED, REPLAY_OF, Received, dead_letter_message};
 use crate::delete_guard::{Approval, DeleteGuard, Verdict};
+use crate::fold::Fold;
 use crate::handlers;
 use crate::outcome::{Failure, FailureClass, Outcome};
-use crate::outcomes::{OutcomeEvent, OutcomeKind};
+use crate::outcomes::{Confirmations, OutcomeEvent, OutcomeKind};
 use crate::settings::RetrySettings;
 use crate::tenant::{Tenant, unix_ms};
 
@@ -41,6 +42,10 @@ pub(crate) struct WorkerContext {
     pub(crate) quarantine: Quarantine,
     pub(crate) delete_guard: DeleteGuard,
     pub(crate) outcomes: Outbox,
+    /// Tells a lane when RabbitMQ has confirmed an outcome entry.
+    pub(crate) confirmations: Confirmations,
+    /// Other workers' outcomes and the takeover barrier.
+    pub(crate) fold: Arc<Fold>,
     pub(crate) tenant: Tenant,
     pub(crate) dead_letters: Publisher,
     pub(crate) topology: Topology,
@@ -58,6 +63,9 @@ pub(crate) struct Job {
     pub(crate) work: Work,
     /// When the delivery arrived, for the settle-duration histogram.
     pub(crate) received: Instant,
+    /// Cancelled when the channel it came on is gone (or the worker shuts down): RabbitMQ
+    /// redelivers it, maybe to another worker, so it must not be applied here any more.
+    pub(crate) channel_lost: CancellationToken,
 }
 
 /// What a delivery asks for.
@@ -71,7 +79,7 @@ pub(crate) enum Work {
 }
 
 impl Job {
-    pub(crate) fn decode(delivery: Delivery) -> Job {
+    pub(crate) fn decode(delivery: Delivery, channel_lost: CancellationToken) -> Job {
         let work = if control::is_control(&delivery) {
             Work::Control(control::decode(&delivery))
         } else {
@@ -81,6 +89,7 @@ impl Job {
             delivery,
             work,
             received: Instant::now(),
+            channel_lost,
         }
     }
 
@@ -99,7 +108,11 @@ impl Job {
 pub(crate) enum JobEnd {
     /// Acknowledged (applied, stale, duplicate or dead-lettered).
     Settled,
-    /// Given back to RabbitMQ; the lane's waiting deliveries must follow it.
+    /// Not settled: it must come again. It is never nacked on its own (a nack puts it behind
+    /// the subject's later deliveries this consumer already holds, and one of those would run
+    /// first): RabbitMQ returns it when its channel closes, with every other unsettled delivery
+    /// of that channel, in the order delivered. If the channel is still open the partition
+    /// closes it.
     HandedBack,
 }
 
@@ -191,7 +204,16 @@ pub(crate) async fn run_job(ctx: Arc<WorkerContext>, job: Job) -> JobEnd {
 }
 
 async fn run_job_in_span(ctx: Arc<WorkerContext>, job: Job) -> JobEnd {
-    let Job { delivery, work, .. } = job;
+    let Job {
+        delivery,
+        work,
+        channel_lost,
+        ..
+    } = job;
+    if channel_lost.is_cancelled() || delivery.channel_closed() {
+        // Its channel is gone: the broker has requeued it, perhaps for another worker.
+        return hand_back(&ctx, &delivery).await;
+    }
     let event = match work {
         Work::Event(event) => event,
         Work::Control(Ok(Control::Release(release))) => {
@@ -209,12 +231,17 @@ async fn run_job_in_span(ctx: Arc<WorkerContext>, job: Job) -> JobEnd {
             },
             attempts: 0,
         },
-        Ok(event) => decide(&ctx, &delivery, event).await,
+        Ok(event) => decide(&ctx, &delivery, event, &channel_lost).await,
     };
     settle(&ctx, &delivery, event.as_ref().ok(), settlement).await
 }
 
-async fn decide(ctx: &Arc<WorkerContext>, delivery: &Delivery, event: &Envelope) -> Settlement {
+async fn decide(
+    ctx: &Arc<WorkerContext>,
+    delivery: &Delivery,
+    event: &Envelope,
+    channel_lost: &CancellationToken,
+) -> Settlement {
     let admitted = {
         let ctx = Arc::clone(ctx);
         let headers = delivery.headers.clone();
@@ -231,7 +258,7 @@ async fn decide(ctx: &Arc<WorkerContext>, delivery: &Delivery, event: &Envelope)
         .await
     };
     match admitted {
-        Ok(Ok(Admit::Proceed)) => guarded_attempt(ctx, delivery, event).await,
+        Ok(Ok(Admit::Proceed)) => guarded_attempt(ctx, delivery, event, channel_lost).await,
         Ok(Ok(Admit::Duplicate)) => Settlement::Duplicate,
         Ok(Ok(Admit::Stale { current })) => Settlement::Done {
             outcome: Outcome::Stale { current },
@@ -266,9 +293,10 @@ async fn guarded_attempt(
     ctx: &Arc<WorkerContext>,
     delivery: &Delivery,
     event: &Envelope,
+    channel_lost: &CancellationToken,
 ) -> Settlement {
     if DeleteGuard::kind_of(event).is_none() {
-        return attempt(ctx, event).await;
+        return attempt(ctx, event, channel_lost).await;
     }
     let approval = if delivery.headers.get_str(DELETE_APPROVED) == Some("true") {
         Approval::Approved
@@ -282,7 +310,7 @@ async fn guarded_attempt(
             .await
     };
     let slot = match checked {
-        Ok(Ok(Verdict::Unguarded)) => return attempt(ctx, event).await,
+        Ok(Ok(Verdict::Unguarded)) => return attempt(ctx, event, channel_lost).await,
         Ok(Ok(Verdict::Held(reason))) => {
             return Settlement::Done {
                 outcome: Outcome::DeadLetter { reason },
@@ -302,7 +330,7 @@ async fn guarded_attempt(
     if approval == Approval::Approved {
         tracing::warn!(event_id = %event.id, subject = %event.subject, r#type = %event.event_type(), "applying a delete an operator approved over the threshold");
     }
-    let settlement = attempt(ctx, event).await;
+    let settlement = attempt(ctx, event, channel_lost).await;
     let changed = matches!(
         settlement,
         Settlement::Done {
@@ -385,15 +413,25 @@ pub(crate) struct RetryScope<'a> {
     pub(crate) retry: &'a RetrySettings,
     pub(crate) counters: &'a Counters,
     pub(crate) shutdown: &'a CancellationToken,
+    /// Cancelled when the delivery's channel is gone: the call in flight is dropped (a request
+    /// already on the wire may still land) and the delivery handed back at once, because
+    /// RabbitMQ may already have given it to another worker.
+    pub(crate) abandon: &'a CancellationToken,
 }
 
-/// Calls the handler until it ends in something other than `Retry`, under the circuit.
-async fn attempt(ctx: &WorkerContext, event: &Envelope) -> Settlement {
+/// Calls the handler until it ends in something other than `Retry`, under the circuit. Stops
+/// (hands back), even in the middle of a call, once `channel_lost` is cancelled.
+async fn attempt(
+    ctx: &WorkerContext,
+    event: &Envelope,
+    channel_lost: &CancellationToken,
+) -> Settlement {
     let scope = RetryScope {
         circuit: &ctx.circuit,
         retry: &ctx.retry,
         counters: &ctx.counters,
         shutdown: &ctx.shutdown,
+        abandon: channel_lost,
     };
     attempt_with(scope, event, || handlers::apply(event, &ctx.tenant)).await
 }
@@ -413,6 +451,7 @@ where
         retry,
         counters,
         shutdown,
+        abandon,
     } = scope;
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(retry.first_delay)
@@ -429,12 +468,29 @@ where
             tracing::warn!(event_id = %event.id, "held too long while the tenant fails; handing it back");
             return Settlement::HandBack;
         }
-        let Some(admission) = circuit.admit(shutdown).await else {
+        let admitted = tokio::select! {
+            admission = circuit.admit(shutdown) => admission,
+            () = abandon.cancelled() => None,
+        };
+        let Some(admission) = admitted else {
             return Settlement::HandBack;
         };
+        if abandon.is_cancelled() {
+            // Checked before the call starts: a select over a ready token and a fresh call
+            // could poll the call first and put its request on the wire.
+            return Settlement::HandBack;
+        }
         attempts += 1;
         let started = Instant::now();
-        let outcome = apply().await;
+        // Dropping the call is what a crash would do; handlers are written for it. The circuit
+        // notices a probe that never reports.
+        let outcome = tokio::select! {
+            outcome = apply() => outcome,
+            () = abandon.cancelled() => {
+                tracing::info!(event_id = %event.id, "its delivery's channel is gone; the call is abandoned and the delivery handed back");
+                return Settlement::HandBack;
+            }
+        };
         let (after, failure) = match outcome {
             Outcome::Retry { after, failure } => (after, failure),
             final_outcome => {
@@ -490,6 +546,7 @@ where
         );
         tokio::select! {
             () = shutdown.cancelled() => return Settlement::HandBack,
+            () = abandon.cancelled() => return Settlement::HandBack,
             () = tokio::time::sleep(wait) => {}
         }
     }
@@ -531,7 +588,15 @@ pub(crate) async fn settle(
             };
             let payload = OutcomeEvent::new(Some(event), kind, attempts, None, &ctx.worker_name);
             match record(ctx, event, result, payload.to_json()).await {
-                Ok(_) => {
+                Ok(recorded) => {
+                    // Ack only once the outcome is in RabbitMQ: a worker taking the partition
+                    // over reads it from its own outcome queue before admitting anything.
+                    if let Some(id) = recorded
+                        && let Err(error) = ctx.confirmations.wait(id).await
+                    {
+                        tracing::error!(error = %error, event_id = %event.id, "cannot check the outcome outbox; handing the delivery back");
+                        return hand_back(ctx, delivery).await;
+                    }
                     Counters::bump(counter);
                     ctx.counters.settled(event.event_type(), kind);
                     tracing::info!(event_id = %event.id, subject = %event.subject, r#type = %event.event_type(), outcome = ?kind, attempts, "event settled");
@@ -560,12 +625,14 @@ pub(crate) async fn settle(
     }
 }
 
+/// Records the event with its outcome; returns the outcome's outbox entry when one was
+/// written (the event was new to the ledger).
 async fn record(
     ctx: &Arc<WorkerContext>,
     event: &Envelope,
     result: AppliedResult,
     payload: Vec<u8>,
-) -> Result<RecordOutcome, StoreError> {
+) -> Result<Option<OutboxId>, StoreError> {
     let applied = AppliedEvent {
         event_id: event.id.to_string(),
         record: AppliedRecord {
@@ -577,10 +644,10 @@ async fn record(
     };
     let store = ctx.store.clone();
     let ctx = Arc::clone(ctx);
-    let outcome = tokio::task::spawn_blocking(move || {
+    let outcome_id = tokio::task::spawn_blocking(move || {
         ctx.store
             .record_applied_with_outcome_unflushed(&applied, &ctx.outcomes, &payload)
-            .map(|(outcome, _)| outcome)
+            .map(|(_, id)| id)
     })
     .await
     .map_err(|join_error| StoreError::Engine {
@@ -589,7 +656,7 @@ async fn record(
     })??;
     // Durable before the caller acks; the fsync is shared with every lane settling now.
     store.flush_grouped().await?;
-    Ok(outcome)
+    Ok(outcome_id)
 }
 
 async fn dead_letter(
@@ -686,11 +753,11 @@ async fn ack(delivery: &Delivery) -> JobEnd {
     JobEnd::Settled
 }
 
+/// Gives the delivery back without settling it (see [`JobEnd::HandedBack`]): the partition
+/// closes its channel if it is still open, and RabbitMQ returns it in order.
 async fn hand_back(ctx: &WorkerContext, delivery: &Delivery) -> JobEnd {
     Counters::bump(&ctx.counters.handed_back);
-    if let Err(error) = delivery.nack_requeue().await {
-        tracing::warn!(error = %error, message_id = ?delivery.message_id, "hand-back failed; RabbitMQ requeues it when the channel closes");
-    }
+    tracing::debug!(message_id = ?delivery.message_id, channel_closed = delivery.channel_closed(), "delivery handed back; it comes again when its channel closes");
     JobEnd::HandedBack
 }
 
@@ -840,11 +907,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_event_that_keeps_failing_alone_is_dead_lettered_after_its_attempts() {
         let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let never = CancellationToken::new();
         let scope = RetryScope {
             circuit: &circuit,
             retry: &retry_settings,
             counters: &counters,
             shutdown: &shutdown,
+            abandon: &never,
         };
         let event = event(subject(), 1);
         let settlement =
@@ -868,11 +937,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failures_while_the_circuit_is_open_never_dead_letter_and_the_event_applies_after() {
         let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let never = CancellationToken::new();
         let scope = RetryScope {
             circuit: &circuit,
             retry: &retry_settings,
             counters: &counters,
             shutdown: &shutdown,
+            abandon: &never,
         };
         let event = event(subject(), 1);
         let calls = std::cell::Cell::new(0);
@@ -900,11 +971,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shutdown_during_a_retry_wait_hands_the_delivery_back() {
         let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let never = CancellationToken::new();
         let scope = RetryScope {
             circuit: &circuit,
             retry: &retry_settings,
             counters: &counters,
             shutdown: &shutdown,
+            abandon: &never,
         };
         let event = event(subject(), 1);
         let settlement = attempt_with(scope, &event, || {
@@ -918,11 +991,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retry_after_is_waited_out_before_the_next_attempt() {
         let (circuit, retry_settings, counters, shutdown) = scope_parts();
+        let never = CancellationToken::new();
         let scope = RetryScope {
             circuit: &circuit,
             retry: &retry_settings,
             counters: &counters,
             shutdown: &shutdown,
+            abandon: &never,
         };
         let event = event(subject(), 1);
         let calls = std::cell::Cell::new(0);

@@ -33,6 +33,8 @@ pub struct System {
     pub dir: tempfile::TempDir,
     pub domain: String,
     pub sku: String,
+    /// Workers' own outcome queues (they outlive a worker by design), deleted by `finish`.
+    pub outcome_queues: Vec<String>,
     sequence: u64,
     cleanup: TopologyCleanup,
 }
@@ -132,6 +134,7 @@ impl System {
             dir,
             domain,
             sku,
+            outcome_queues: Vec::new(),
             sequence: 1,
             cleanup: TopologyCleanup(Some(topology.clone())),
         };
@@ -170,7 +173,37 @@ impl System {
         let worker = moss_workers::start(settings, CancellationToken::new())
             .await
             .expect("worker starts");
+        self.note_outcome_queue(worker.outcome_queue());
         self.worker = Some(worker);
+    }
+
+    /// The worker settings `start_worker` uses, for a worker whose store is at `path`.
+    pub fn worker_settings(&self, path: PathBuf, name: &str) -> WorkerSettings {
+        let opening_key = moss_schemas::OpeningKey::parse(&self.keys.private)
+            .expect("the key pair's own opening key parses");
+        let mut settings = WorkerSettings::new(
+            AMQP_URL,
+            self.topology.clone(),
+            path,
+            fast_online(&self.emulator),
+            opening_key,
+        );
+        settings.worker_name = name.into();
+        settings.retry = RetrySettings {
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_attempts: 4,
+            budget: Duration::from_secs(60),
+        };
+        settings.shutdown_grace = Duration::from_secs(5);
+        settings
+    }
+
+    /// Remembers a worker's own outcome queue so that `finish` deletes it.
+    pub fn note_outcome_queue(&mut self, queue: &str) {
+        if !self.outcome_queues.iter().any(|known| known == queue) {
+            self.outcome_queues.push(queue.to_owned());
+        }
     }
 
     pub async fn stop_worker(&mut self) {
@@ -282,6 +315,11 @@ impl System {
         }
         if self.broker.delete_topology(&self.topology).await.is_ok() {
             self.cleanup.0 = None;
+        }
+        for queue in &self.outcome_queues {
+            if let Err(error) = moss_broker::baseline::delete_queue(AMQP_URL, queue).await {
+                eprintln!("cannot delete the worker's outcome queue {queue}: {error}");
+            }
         }
         let _ = self.broker.close().await;
         self.emulator.shutdown().await;

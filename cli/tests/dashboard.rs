@@ -511,10 +511,28 @@ async fn failures_show_in_the_users_timeline_and_a_filter_is_purged_after_confir
         failed.push((upn, added["id"].as_str().unwrap().to_owned()));
     }
     dead_count_becomes(&system.broker, &system.topology, 2, Duration::from_secs(20)).await;
+    // A page shows the dead queue as read at most 2 s before; the one read just before the
+    // letters arrived may still be that fresh when the browser asks (a race once chromium
+    // started quickly). Wait until the dashboard has read both letters.
+    let (dan_upn, dan_id) = &failed[0];
+    let eve_upn = &failed[1].0;
+    let http = reqwest::Client::new();
+    eventually_async(
+        Duration::from_secs(30),
+        "the dashboard reads the letters",
+        || async {
+            match http.get(format!("{base}/dead-letters")).send().await {
+                Ok(page) => page.text().await.is_ok_and(|text| {
+                    text.contains(dan_upn.as_str()) && text.contains(eve_upn.as_str())
+                }),
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
     let (_driver, client) = browser().await;
 
     // The user's timeline: dead-lettered, with the reason, and the letter waiting now.
-    let (dan_upn, dan_id) = &failed[0];
     client
         .goto(&format!("{base}/users?q={dan_upn}"))
         .await

@@ -827,8 +827,9 @@ async fn lifecycles_survive_kills_broker_restarts_and_a_faulty_tenant() {
         300 + target_events as u64 / 3
     } else {
         // A liveness bound, not a speed goal: chaos is dealt as long as work remains, so a run
-        // slowed by a loaded machine also meets more kills. Passing runs settle in 95–210 s.
-        420
+        // slowed by a loaded machine also meets more kills. Passing runs settled in 95–210 s
+        // when run alone and in 361 s once inside `.ci/run`; a hang still ends here.
+        900
     });
     let deadline = started + Duration::from_secs(deadline_secs);
     let partition_queues = topology.partition_queues();

@@ -34,8 +34,13 @@ fn every_returned_append_survives_hundreds_of_sigkills() {
             .spawn()
             .expect("spawn the crash child");
         let mut stdout = BufReader::new(child.stdout.take().expect("child stdout"));
+        // Lines read before the kill (rounds that wait for the first append).
+        let mut early = String::new();
         // One round in four is killed at a random moment from spawn (often inside sled's open
-        // and recovery); the others after the store is open, in the middle of appending.
+        // and recovery); the others after the store is open, in the middle of appending: one in
+        // four at a random moment after `ready` (often inside the first append and its fsync),
+        // two in four a random moment after the first append returned, so that at least half
+        // of all kills land among appends however long this disk's fsync takes.
         if !round.is_multiple_of(4) {
             let mut first_line = String::new();
             stdout.read_line(&mut first_line).expect("read ready line");
@@ -49,11 +54,16 @@ fn every_returned_append_survives_hundreds_of_sigkills() {
                     .expect("read child stderr");
                 panic!("round {round}: the child did not start: {first_line:?} {stderr}");
             }
+            if round % 4 >= 2 {
+                stdout
+                    .read_line(&mut early)
+                    .expect("read the first appended line");
+            }
         }
         std::thread::sleep(Duration::from_micros(rng.random_range(0..30_000)));
         child.kill().expect("SIGKILL the child");
         child.wait().expect("reap the child");
-        let mut rest = String::new();
+        let mut rest = early;
         stdout.read_to_string(&mut rest).expect("read child stdout");
 
         let mut appended_this_round = 0;

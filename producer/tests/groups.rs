@@ -230,15 +230,7 @@ async fn order_per_subject_holds_across_groups_read_back_from_the_outbox_and_han
     let topology = unique_topology();
     let (sealing, _) = key_pair();
     let rabbit = TestBroker::connect(&topology).await;
-    let proxy = BrokerProxy::start().await;
-    proxy.down().await;
-    let (producer, _) = start(settings(
-        &store_path(&dir),
-        &proxy.url(),
-        &topology,
-        &sealing,
-    ))
-    .await;
+    let (proxy, producer) = start_while_broker_down(&dir, &topology, &sealing).await;
     let subjects: Vec<String> = (0..6).map(|_| subject()).collect();
 
     // Stored while RabbitMQ is away: the relay reads these groups back from the outbox.
@@ -273,15 +265,7 @@ async fn group_entries_stay_inside_the_durable_log_never_in_unsynced_blob_files(
     let (sealing, _) = key_pair();
     let rabbit = TestBroker::connect(&topology).await;
     // RabbitMQ away: the outbox fills (many leaves, many consolidations), then drains.
-    let proxy = BrokerProxy::start().await;
-    proxy.down().await;
-    let (producer, _) = start(settings(
-        &store_path(&dir),
-        &proxy.url(),
-        &topology,
-        &sealing,
-    ))
-    .await;
+    let (proxy, producer) = start_while_broker_down(&dir, &topology, &sealing).await;
     let subjects: Vec<String> = (0..4).map(|_| subject()).collect();
     let mut clients = Vec::new();
     for who in subjects {

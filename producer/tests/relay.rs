@@ -80,15 +80,7 @@ async fn an_outbox_left_by_a_stopped_producer_is_relayed_by_the_next_one() {
     let rabbit = TestBroker::connect(&topology).await;
 
     // First run: RabbitMQ unreachable (nothing listens on the proxy's port any more).
-    let proxy = BrokerProxy::start().await;
-    proxy.down().await;
-    let (producer, _) = start(settings(
-        &store_path(&dir),
-        &proxy.url(),
-        &topology,
-        &sealing,
-    ))
-    .await;
+    let (_proxy, producer) = start_while_broker_down(&dir, &topology, &sealing).await;
     let who = subject();
     let mut ids = Vec::new();
     for sequence in 1..=10 {

@@ -60,6 +60,19 @@ pub async fn start(settings: ProducerSettings) -> (RunningProducer, Cancellation
     (running, token)
 }
 
+/// A producer on a fresh outbox in `dir` whose RabbitMQ is away: it goes through a
+/// [`BrokerProxy`] that is down until the test calls `proxy.up()`.
+pub async fn start_while_broker_down(
+    dir: &tempfile::TempDir,
+    topology: &Topology,
+    sealing: &SealingKey,
+) -> (BrokerProxy, RunningProducer) {
+    let proxy = BrokerProxy::start().await;
+    proxy.down().await;
+    let (producer, _) = start(settings(&store_path(dir), &proxy.url(), topology, sealing)).await;
+    (proxy, producer)
+}
+
 pub fn store_path(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("producer")
 }

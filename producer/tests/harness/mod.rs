@@ -52,12 +52,24 @@ pub fn settings(
     settings
 }
 
+/// Starts a producer. A test that wrote to the outbox itself (or stopped an earlier producer on
+/// it) dropped its store a moment ago, and sled's background threads let go of the directory's
+/// lock a little after the last handle: a restart in another process never sees that, a start
+/// in the same process may, and waits for it here.
 pub async fn start(settings: ProducerSettings) -> (RunningProducer, CancellationToken) {
     let token = CancellationToken::new();
-    let running = moss_producer::start(settings, token.clone())
-        .await
-        .expect("producer starts");
-    (running, token)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match moss_producer::start(settings.clone(), token.clone()).await {
+            Err(moss_producer::ProducerError::Store {
+                source: moss_store::StoreError::Locked { .. },
+                ..
+            }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            started => return (started.expect("producer starts"), token),
+        }
+    }
 }
 
 /// A producer on a fresh outbox in `dir` whose RabbitMQ is away: it goes through a

@@ -201,6 +201,16 @@ struct Feed {
 }
 
 impl Feed {
+    /// A feed that starts at the outbox's head.
+    fn new(outbox: Outbox, handoff: Arc<Handoff>) -> Feed {
+        Feed {
+            outbox,
+            handoff,
+            cursor: None,
+            live: false,
+        }
+    }
+
     /// Starts over from the outbox's head: what was not confirmed is sent again, in order.
     fn restart(&mut self) {
         self.cursor = None;
@@ -251,6 +261,133 @@ impl Feed {
                     // Only entries the scan had already sent: look again.
                 }
             }
+        }
+    }
+}
+
+/// A read of the feed running on its own task, handing the feed back with what it read.
+type Reading = tokio::task::JoinHandle<(Feed, Result<Vec<Group>, moss_store::StoreError>)>;
+
+/// The feed with one read running ahead of the pump: while the pump puts a chunk on the wire,
+/// the next chunk is read from the outbox (or taken from the handoff) and decoded on another
+/// thread, so the one task that publishes never waits for sled.
+struct ReadAhead {
+    idle: Option<Feed>,
+    running: Option<Reading>,
+    limit: usize,
+    outbox: Outbox,
+    handoff: Arc<Handoff>,
+}
+
+impl ReadAhead {
+    fn new(outbox: Outbox, handoff: Arc<Handoff>, limit: usize) -> ReadAhead {
+        ReadAhead {
+            idle: Some(Feed::new(outbox.clone(), Arc::clone(&handoff))),
+            running: None,
+            limit,
+            outbox,
+            handoff,
+        }
+    }
+
+    /// The feed back, with the result of the read that ran ahead if one did.
+    async fn join(&mut self) -> (Feed, Option<Result<Vec<Group>, moss_store::StoreError>>) {
+        if let Some(reading) = self.running.take() {
+            match reading.await {
+                Ok((feed, read)) => return (feed, Some(read)),
+                Err(error) => {
+                    // Nothing is lost: a feed that starts at the head sends again what was not
+                    // confirmed.
+                    tracing::error!(error = %error, "the relay's outbox read failed; reading again from the outbox's head");
+                    return (
+                        Feed::new(self.outbox.clone(), Arc::clone(&self.handoff)),
+                        None,
+                    );
+                }
+            }
+        }
+        let feed = self
+            .idle
+            .take()
+            .unwrap_or_else(|| Feed::new(self.outbox.clone(), Arc::clone(&self.handoff)));
+        (feed, None)
+    }
+
+    /// The next chunk (see [`Feed::next`]). What the read ahead found is used when it found
+    /// something; when it found nothing, the feed is asked again now, since groups may have
+    /// been handed over since. After a chunk, the following read starts at once.
+    async fn next(&mut self) -> Result<Vec<Group>, moss_store::StoreError> {
+        let (mut feed, ahead) = self.join().await;
+        let read = match ahead {
+            Some(Ok(groups)) if !groups.is_empty() => Ok(groups),
+            Some(Err(error)) => Err(error),
+            Some(Ok(_)) | None => feed.next(self.limit).await,
+        };
+        if matches!(&read, Ok(groups) if !groups.is_empty()) {
+            let limit = self.limit;
+            self.running = Some(tokio::spawn(async move {
+                let read = feed.next(limit).await;
+                (feed, read)
+            }));
+        } else {
+            self.idle = Some(feed);
+        }
+        read
+    }
+
+    /// Drops what was read ahead; the next chunk starts at the outbox's head.
+    async fn restart(&mut self) {
+        let (mut feed, _) = self.join().await;
+        feed.restart();
+        self.idle = Some(feed);
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        if let Some(reading) = self.running.take() {
+            reading.abort();
+        }
+    }
+}
+
+/// Removals of confirmed groups from the outbox, one sled batch at a time on a blocking thread
+/// while the pump goes on publishing. Each waits for the one before it.
+#[derive(Default)]
+struct Removals {
+    last: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Removals {
+    async fn start(
+        &mut self,
+        outbox: &Outbox,
+        metrics: &Arc<ProducerMetrics>,
+        confirmed: Vec<OutboxId>,
+        events: u64,
+    ) {
+        self.finish().await;
+        let outbox = outbox.clone();
+        let metrics = Arc::clone(metrics);
+        self.last = Some(tokio::task::spawn_blocking(move || {
+            match outbox.remove_all(&confirmed) {
+                Ok(()) => {
+                    metrics.relayed.inc_by(events);
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, "confirmed events could not be removed from the outbox; they will be sent again");
+                }
+            }
+        }));
+    }
+
+    /// Waits until every removal started has ended: before the relay reads the outbox from
+    /// its head again (so that it does not resend what was confirmed) and before it stops.
+    async fn finish(&mut self) {
+        if let Some(removal) = self.last.take()
+            && let Err(error) = removal.await
+        {
+            tracing::error!(error = %error, "confirmed events could not be removed from the outbox; they will be sent again");
         }
     }
 }
@@ -354,22 +491,31 @@ impl Relay {
 
     /// Moves the outbox to RabbitMQ over one link with a sliding window of chunks: while
     /// RabbitMQ confirms the older chunks, newer ones are read and sent. Returns when the link
-    /// is lost or on shutdown, with nothing in flight.
+    /// is lost or on shutdown, with nothing in flight and every removal done.
     async fn pump(&self, link: &Link, shutdown: &CancellationToken) {
-        let chunk = self.settings.batch_size.max(1);
-        let mut feed = Feed {
-            outbox: self.outbox.clone(),
-            handoff: Arc::clone(&self.handoff),
-            cursor: None,
-            live: false,
-        };
+        let mut removals = Removals::default();
+        self.pump_chunks(link, shutdown, &mut removals).await;
+        removals.finish().await;
+    }
+
+    async fn pump_chunks(
+        &self,
+        link: &Link,
+        shutdown: &CancellationToken,
+        removals: &mut Removals,
+    ) {
+        let mut feed = ReadAhead::new(
+            self.outbox.clone(),
+            Arc::clone(&self.handoff),
+            self.settings.batch_size.max(1),
+        );
         let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(WINDOW_CHUNKS);
         let mut retry_delay = Duration::from_millis(100);
         loop {
             let entries = if shutdown.is_cancelled() || in_flight.len() >= WINDOW_CHUNKS {
                 Vec::new()
             } else {
-                match feed.next(chunk).await {
+                match feed.next().await {
                     Ok(entries) => entries,
                     Err(error) => {
                         tracing::error!(error = %error, "relay could not read the outbox");
@@ -379,22 +525,23 @@ impl Relay {
             };
             if entries.is_empty() {
                 if let Some(oldest) = in_flight.pop_front() {
-                    match self.settle(link, oldest).await {
+                    match self.settle(link, oldest, removals).await {
                         BatchEnd::AllConfirmed => retry_delay = Duration::from_millis(100),
                         BatchEnd::SomeNotConfirmed => {
                             // Let the newer chunks settle too, then start again from the
                             // outbox's head.
                             while let Some(newer) = in_flight.pop_front() {
-                                if self.settle(link, newer).await == BatchEnd::LinkLost {
-                                    self.abandon(link, in_flight).await;
+                                if self.settle(link, newer, removals).await == BatchEnd::LinkLost {
+                                    self.abandon(link, in_flight, removals).await;
                                     return;
                                 }
                             }
-                            feed.restart();
+                            removals.finish().await;
+                            feed.restart().await;
                             self.pause(shutdown, &mut retry_delay).await;
                         }
                         BatchEnd::LinkLost => {
-                            self.abandon(link, in_flight).await;
+                            self.abandon(link, in_flight, removals).await;
                             return;
                         }
                     }
@@ -420,9 +567,9 @@ impl Relay {
     }
 
     /// The link is gone: settle what is left (removing whatever was confirmed after all).
-    async fn abandon(&self, link: &Link, in_flight: VecDeque<InFlight>) {
+    async fn abandon(&self, link: &Link, in_flight: VecDeque<InFlight>, removals: &mut Removals) {
         for batch in in_flight {
-            let _ = self.settle(link, batch).await;
+            let _ = self.settle(link, batch, removals).await;
         }
     }
 
@@ -461,9 +608,9 @@ impl Relay {
         (ids, messages)
     }
 
-    /// Waits for a chunk's confirms and removes from the outbox the groups whose every event
-    /// RabbitMQ confirmed; a group with any event unconfirmed stays, to be sent again whole.
-    async fn settle(&self, link: &Link, batch: InFlight) -> BatchEnd {
+    /// Waits for a chunk's confirms and starts removing from the outbox the groups whose every
+    /// event RabbitMQ confirmed; a group with any event unconfirmed stays, to be sent again whole.
+    async fn settle(&self, link: &Link, batch: InFlight, removals: &mut Removals) -> BatchEnd {
         let mut results = batch.sent.confirmed(&link.publisher).await.into_iter();
         let mut confirmed = Vec::with_capacity(batch.groups.len());
         let mut count = 0_u64;
@@ -496,19 +643,9 @@ impl Relay {
             }
         }
         if !confirmed.is_empty() {
-            let outbox = self.outbox.clone();
-            let removed = tokio::task::spawn_blocking(move || outbox.remove_all(&confirmed)).await;
-            match removed {
-                Ok(Ok(())) => {
-                    self.metrics.relayed.inc_by(count);
-                }
-                Ok(Err(error)) => {
-                    tracing::error!(error = %error, "confirmed events could not be removed from the outbox; they will be sent again")
-                }
-                Err(error) => {
-                    tracing::error!(error = %error, "confirmed events could not be removed from the outbox; they will be sent again")
-                }
-            }
+            removals
+                .start(&self.outbox, &self.metrics, confirmed, count)
+                .await;
         }
         end
     }

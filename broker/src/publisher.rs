@@ -1,5 +1,7 @@
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -74,6 +76,13 @@ impl fmt::Debug for Publisher {
 }
 
 /// A message checked and converted for the wire.
+/// A publish of a batch after its first poll: over already, or waiting for its frames to be
+/// written.
+enum Started<F> {
+    Done(Result<PublisherConfirm, PublishError>),
+    Writing(std::pin::Pin<Box<F>>),
+}
+
 struct WireMessage {
     exchange: ShortString,
     routing_key: ShortString,
@@ -154,16 +163,35 @@ impl Publisher {
         let mut sent: Vec<Result<PublisherConfirm, PublishError>> = Vec::with_capacity(total);
         // One timer for the whole batch rather than one per message (registering and cancelling
         // a timer per publish is measurable at tens of thousands of messages per second).
+        // Pipelined: every publish is started, in order, before any is awaited. A lapin publish
+        // queues its frames for the connection's I/O loop when it is first polled, then waits
+        // until they are written; awaiting each before starting the next made every message
+        // a round trip between this task and the I/O loop (about half the relay's time). Now
+        // the I/O loop writes whatever has queued at each wake-up. The order on the wire is
+        // the order of the first polls, which is the batch's order (tests/rabbitmq.rs checks
+        // it over thousands of messages).
         let publish_all = async {
+            let mut started = Vec::with_capacity(total);
             for message in messages {
-                let outcome = match to_wire(message) {
-                    Err(error) => Err(error),
-                    Ok(wire) => match send(&channel, wire).await {
-                        Ok(confirm) => Ok(confirm),
-                        Err(error) => Err(PublishError::Channel(AmqpError(error))),
-                    },
-                };
-                sent.push(outcome);
+                let mut publish = Box::pin(async {
+                    match to_wire(message) {
+                        Err(error) => Err(error),
+                        Ok(wire) => send(&channel, wire)
+                            .await
+                            .map_err(|error| PublishError::Channel(AmqpError(error))),
+                    }
+                });
+                let first = std::future::poll_fn(|cx| Poll::Ready(publish.as_mut().poll(cx))).await;
+                started.push(match first {
+                    Poll::Ready(outcome) => Started::Done(outcome),
+                    Poll::Pending => Started::Writing(publish),
+                });
+            }
+            for publish in started {
+                sent.push(match publish {
+                    Started::Done(outcome) => outcome,
+                    Started::Writing(publish) => publish.await,
+                });
             }
         };
         if tokio::time::timeout_at(deadline, publish_all)

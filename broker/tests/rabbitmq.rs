@@ -343,6 +343,43 @@ async fn a_pipelined_batch_of_a_thousand_is_all_confirmed() {
     clean_up(&broker, topology).await;
 }
 
+/// `send_batch` starts every publish before it awaits any: the order on the wire must still be
+/// the batch's order, batch after batch, on a multi-threaded runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_sent_back_to_back_arrive_in_their_order() {
+    const BATCHES: usize = 4;
+    const PER_BATCH: usize = 1500;
+    let broker = connect().await;
+    let topology = declared(&broker, 1).await;
+    let publisher = broker.publisher().await.expect("publisher");
+    let mut sent = Vec::new();
+    for batch in 0..BATCHES {
+        let messages = (0..PER_BATCH)
+            .map(|n| event(&topology, 0, &format!("event-{}", batch * PER_BATCH + n)))
+            .collect();
+        sent.push(publisher.send_batch(messages).await);
+    }
+    for batch in sent {
+        let results = batch.confirmed(&publisher).await;
+        assert!(results.iter().all(Result::is_ok), "every publish confirmed");
+    }
+    let mut consumer = broker
+        .consume(&topology.partition_queue(0), 500, "")
+        .await
+        .expect("consume");
+    for expected in 0..BATCHES * PER_BATCH {
+        let delivery = next_delivery(&mut consumer).await;
+        assert_eq!(
+            delivery.message_id.as_deref(),
+            Some(format!("event-{expected}").as_str()),
+            "message {expected} out of order"
+        );
+        delivery.ack().await.expect("ack");
+    }
+    consumer.shutdown().await.expect("shutdown");
+    clean_up(&broker, topology).await;
+}
+
 #[tokio::test]
 async fn a_batch_reports_the_unroutable_and_invalid_messages_in_their_places() {
     let broker = connect().await;

@@ -145,6 +145,19 @@ async fn a_quick_bench_reports_every_measure_and_its_counts_add_up() {
         );
     }
     let _ = broker.close().await;
+    // Nor any other queue of the bench's, such as the workers' own outcome queues, which the
+    // topology does not list: asked of the broker itself.
+    let listed = Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name"])
+        .output()
+        .expect("rabbitmqctl runs beside the local RabbitMQ");
+    assert!(listed.status.success(), "rabbitmqctl list_queues failed");
+    let left: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|name| name.starts_with(prefix))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "queues left behind");
 }
 
 #[test]

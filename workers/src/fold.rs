@@ -41,13 +41,10 @@ const BATCH: usize = 256;
 /// The worker's stable id, kept in its store (`cursor/worker`, key `id`): the same sled, the
 /// same queue of outcomes across restarts.
 pub(crate) fn worker_id(store: &Store) -> Result<String, StoreError> {
-    let cursor = store.cursor("worker")?;
-    if let Some(bytes) = cursor.get("id")?
-        && let Ok(id) = String::from_utf8(bytes)
-        && !id.is_empty()
-    {
+    if let Some(id) = recorded_worker_id(store)? {
         return Ok(id);
     }
+    let cursor = store.cursor("worker")?;
     let id = format!("w-{}", uuid::Uuid::new_v4().simple());
     cursor.write_all(&[CursorWrite::Set {
         key: "id".to_owned(),
@@ -56,8 +53,18 @@ pub(crate) fn worker_id(store: &Store) -> Result<String, StoreError> {
     Ok(id)
 }
 
-/// `{prefix}.outcomes.<worker id>`.
-pub(crate) fn own_queue(topology: &Topology, worker_id: &str) -> String {
+/// The id of the worker whose store this is, if a worker ever ran on it. Reads only.
+pub fn recorded_worker_id(store: &Store) -> Result<Option<String>, StoreError> {
+    let cursor = store.cursor("worker")?;
+    Ok(cursor
+        .get("id")?
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|id| !id.is_empty()))
+}
+
+/// A worker's own outcome queue, `{prefix}.outcomes.<worker id>`: not part of the
+/// [`Topology`], so whoever retires a worker (or a whole topology) deletes it by this name.
+pub fn own_queue(topology: &Topology, worker_id: &str) -> String {
     format!("{}.{worker_id}", topology.outcomes_exchange())
 }
 

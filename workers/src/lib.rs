@@ -49,6 +49,7 @@ pub use dead_letter::{
 };
 pub use delete_guard::DeleteGuardSettings;
 pub use error::WorkerError;
+pub use fold::{own_queue as worker_outcome_queue, recorded_worker_id};
 pub use outcome::{Failure, FailureClass, Outcome};
 pub use outcomes::{OUTCOME_CONTENT_TYPE, OUTCOME_WORKER_ID, OutcomeEvent, OutcomeKind};
 pub use pacer::{AdaptivePacer, PacingSettings};

@@ -165,8 +165,15 @@ pub(crate) async fn run(args: BenchArgs, file: &FileConfig) -> Result<()> {
             Err(anyhow::anyhow!("interrupted; nothing was measured"))
         }
     };
-    // Cleanup whatever happened: the topology with its messages, the tap, the data.
+    // Cleanup whatever happened: the topology with its messages, the workers' own outcome
+    // queues (not part of the topology), the tap, the data.
     let _ = baseline::delete_queue(&amqp_url, &tap_queue).await;
+    for worker in ["worker-lifted", "worker-shipped"] {
+        if let Some(queue) = worker_outcome_queue(&dir.join(worker).join("worker"), &topology).await
+        {
+            let _ = baseline::delete_queue(&amqp_url, &queue).await;
+        }
+    }
     let deleted = broker.delete_topology(&topology).await;
     let _ = broker.close().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -530,4 +537,25 @@ fn show_load(load: Option<[f64; 3]>) -> String {
     load.map_or("?".to_owned(), |[one, five, fifteen]| {
         format!("{one:.2} {five:.2} {fifteen:.2}")
     })
+}
+
+/// The outcome queue of the worker whose data is in `store`, if one ran there. Its process has
+/// just been stopped: the store's lock goes with the process, which may take a moment.
+async fn worker_outcome_queue(store: &std::path::Path, topology: &Topology) -> Option<String> {
+    if !store.exists() {
+        return None;
+    }
+    for _ in 0..50 {
+        match moss_store::Store::open(store) {
+            Ok(opened) => {
+                let id = moss_workers::recorded_worker_id(&opened).ok().flatten()?;
+                return Some(moss_workers::worker_outcome_queue(topology, &id));
+            }
+            Err(moss_store::StoreError::Locked { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(_) => return None,
+        }
+    }
+    None
 }

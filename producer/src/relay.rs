@@ -13,7 +13,9 @@
 //! A sliding window: whole groups go out in chunks of at least `batch_size` events (fewer only at
 //! the tail), and up to [`WINDOW_CHUNKS`] chunks are on the wire at once (on one channel, so
 //! order holds). When the oldest chunk's confirms are in, its groups are removed from the outbox
-//! and the next chunk is sent; RabbitMQ always has work while the relay reads and removes.
+//! and the next chunk is sent; RabbitMQ always has work while the relay reads and removes. The
+//! next chunk is read on its own task while the current one goes out ([`ReadAhead`]), and
+//! removals run on a blocking thread while the pump goes on ([`Removals`]).
 //!
 //! Where the entries come from: the outbox is the truth, but reading back what the ingest has
 //! just written costs a tree walk and a decode per entry. So the ingest's group-commit writer

@@ -183,21 +183,28 @@ pub async fn start(
             path: settings.store_path.clone(),
             source,
         })?;
+    let metrics = metrics::ProducerMetrics::new();
     if !outbox.is_empty() {
+        let backlog = ingest::count_backlog(&outbox);
+        metrics
+            .outbox_backlog
+            .set(i64::try_from(backlog).unwrap_or(i64::MAX));
         tracing::info!(
-            backlog = ingest::backlog(&outbox),
+            backlog,
             "outbox holds events from an earlier run; relaying them first"
         );
     }
 
-    let metrics = metrics::ProducerMetrics::new();
     let wakeup = Arc::new(Notify::new());
     let status = Arc::new(relay::RelayStatus::default());
     let handoff = Arc::new(relay::Handoff::default());
-    let (commits, writer) =
-        ingest::GroupCommit::start(outbox.clone(), Arc::clone(&handoff), Arc::clone(&wakeup));
+    let (commits, writer) = ingest::GroupCommit::start(
+        outbox.clone(),
+        Arc::clone(&handoff),
+        Arc::clone(&wakeup),
+        metrics.outbox_backlog.clone(),
+    );
     let state = Arc::new(ingest::IngestState {
-        outbox: outbox.clone(),
         sealing_key: settings.sealing_key.clone(),
         partitions: settings.partitions,
         token: settings.ingest_token.clone(),

@@ -375,6 +375,9 @@ impl Removals {
             match outbox.remove_all(&confirmed) {
                 Ok(()) => {
                     metrics.relayed.inc_by(events);
+                    metrics
+                        .outbox_backlog
+                        .dec_by(i64::try_from(events).unwrap_or(i64::MAX));
                 }
                 Err(error) => {
                     tracing::error!(error = %error, "confirmed events could not be removed from the outbox; they will be sent again");
@@ -475,7 +478,7 @@ impl Relay {
                 }
             };
             tracing::info!(
-                backlog = crate::ingest::backlog(&self.outbox),
+                backlog = self.metrics.outbox_backlog.get(),
                 "relay connected to RabbitMQ"
             );
             self.set_connected(true);
@@ -485,10 +488,7 @@ impl Relay {
             close(link).await;
         }
         self.set_connected(false);
-        tracing::info!(
-            backlog = crate::ingest::backlog(&self.outbox),
-            "relay stopped"
-        );
+        tracing::info!(backlog = self.metrics.outbox_backlog.get(), "relay stopped");
     }
 
     /// Moves the outbox to RabbitMQ over one link with a sliding window of chunks: while

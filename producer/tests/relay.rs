@@ -55,6 +55,34 @@ async fn events_accepted_while_the_broker_is_unreachable_are_delivered_in_order_
         "the outage is a backlog in the outbox"
     );
 
+    // A producer restarted during the outage counts what its outbox holds, in /readyz and in
+    // the backlog gauge of /metrics.
+    producer.shutdown().await;
+    let mut settings = settings(&store_path(&dir), &proxy.url(), &topology, &sealing);
+    settings.metrics_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let (producer, _) = start(settings).await;
+    let ready: serde_json::Value =
+        reqwest::get(format!("http://{}/readyz", producer.ingest_addr()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(ready["outbox_backlog"], 29, "counted at start: {ready}");
+    let metrics_addr = producer.metrics_addr().expect("a metrics listener");
+    let backlog_gauge = || async move {
+        reqwest::get(format!("http://{metrics_addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .lines()
+            .find_map(|line| line.strip_prefix("moss_producer_outbox_backlog "))
+            .map(str::to_owned)
+    };
+    assert_eq!(backlog_gauge().await.as_deref(), Some("29"));
+
     proxy.up().await;
     let received = rabbit.receive(30, Duration::from_secs(40)).await;
     let sequences: Vec<u64> = received
@@ -68,6 +96,12 @@ async fn events_accepted_while_the_broker_is_unreachable_are_delivered_in_order_
         (1..=30).collect::<Vec<_>>(),
         "all delivered, in order"
     );
+    eventually(
+        "the backlog gauge to come down to 0 as the relay removes what was confirmed",
+        Duration::from_secs(20),
+        || async { backlog_gauge().await.as_deref() == Some("0") },
+    )
+    .await;
     producer.shutdown().await;
     rabbit.cleanup().await;
 }

@@ -11,15 +11,6 @@ use harness::*;
 use moss_schemas::Subject;
 use serde_json::{Value, json};
 
-async fn readyz(producer: &moss_producer::RunningProducer) -> Value {
-    reqwest::get(format!("http://{}/readyz", producer.ingest_addr()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 fn partition(subject: &str) -> u16 {
     Subject::parse(subject).unwrap().partition(PARTITIONS)
 }

@@ -42,13 +42,7 @@ async fn events_accepted_while_the_broker_is_unreachable_are_delivered_in_order_
         );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let ready: serde_json::Value =
-        reqwest::get(format!("http://{}/readyz", producer.ingest_addr()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let ready = readyz(&producer).await;
     assert_eq!(ready["broker"], "reconnecting");
     assert_eq!(
         ready["outbox_backlog"], 29,
@@ -61,13 +55,7 @@ async fn events_accepted_while_the_broker_is_unreachable_are_delivered_in_order_
     let mut settings = settings(&store_path(&dir), &proxy.url(), &topology, &sealing);
     settings.metrics_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     let (producer, _) = start(settings).await;
-    let ready: serde_json::Value =
-        reqwest::get(format!("http://{}/readyz", producer.ingest_addr()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let ready = readyz(&producer).await;
     assert_eq!(ready["outbox_backlog"], 29, "counted at start: {ready}");
     let metrics_addr = producer.metrics_addr().expect("a metrics listener");
     let backlog_gauge = || async move {

@@ -52,6 +52,16 @@ pub fn settings(
     settings
 }
 
+/// The producer's `/readyz` body.
+pub async fn readyz(producer: &RunningProducer) -> serde_json::Value {
+    reqwest::get(format!("http://{}/readyz", producer.ingest_addr()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Starts a producer. A test that wrote to the outbox itself (or stopped an earlier producer on
 /// it) dropped its store a moment ago, and sled's background threads let go of the directory's
 /// lock a little after the last handle: a restart in another process never sees that, a start

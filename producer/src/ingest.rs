@@ -123,10 +123,13 @@ fn write_groups(
             group.push(job);
         }
         let (entries, sizes) = pack(&group);
+        // Counted before the entries are visible, so that a relay removing them at once never
+        // takes the gauge below zero; taken back if the write fails.
+        let stored = i64::try_from(sizes.iter().sum::<usize>()).unwrap_or(i64::MAX);
+        backlog.inc_by(stored);
         match outbox.append_all(&entries) {
             Ok(ids) => {
                 drop(entries);
-                backlog.inc_by(i64::try_from(sizes.iter().sum::<usize>()).unwrap_or(i64::MAX));
                 // Offered before any 202 goes out, in id order (this is the only writer).
                 let mut events = group
                     .iter_mut()
@@ -141,6 +144,7 @@ fn write_groups(
                 }
             }
             Err(error) => {
+                backlog.dec_by(stored);
                 tracing::error!(error = %error, requests = group.len(), "outbox could not store accepted events; answered 503");
                 let text = error.to_string();
                 for job in group {

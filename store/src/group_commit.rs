@@ -6,13 +6,22 @@
 //! durable), and those that arrive meanwhile are covered together by the next one. Under load
 //! that is one fsync for many workers' ledger records instead of one each, and one blocking
 //! thread instead of one per waiting caller.
+//!
+//! Flushes begin at most every [`MIN_FLUSH_GAP`]. Without that gap a steady stream of callers
+//! kept the flusher flushing back to back, about one flush per caller on a fast disk, and each
+//! flush seals one of sled's log buffers, which wakes every idle thread of sled's I/O pool.
+//! A caller that finds the flusher idle and the last flush long past is flushed at once.
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use event_listener::Event;
 
 use crate::error::StoreError;
+
+/// The least time between the starts of two flushes.
+pub(crate) const MIN_FLUSH_GAP: Duration = Duration::from_millis(4);
 
 /// What the flusher has done so far, by ticket.
 #[derive(Debug, Default)]
@@ -25,6 +34,8 @@ struct State {
     durable: u64,
     /// The last failed flush: the highest ticket it was meant to cover, and the error.
     failed: Option<(u64, FlushFailure)>,
+    /// When the last flush began.
+    last_began: Option<Instant>,
 }
 
 /// A flush error, kept so that every caller it concerns gets its own copy.
@@ -151,13 +162,24 @@ impl GroupCommit {
     /// Flushes until no ticket is left uncovered, then stops (the next caller starts another).
     fn run_flusher(&self, db: &sled::Db) {
         loop {
-            let target = {
+            let since_last = {
                 let mut state = self.lock();
                 let failed = state.failed.as_ref().map_or(0, |(ticket, _)| *ticket);
                 if state.issued <= state.durable.max(failed) {
                     state.flushing = false;
                     return;
                 }
+                state.last_began.map(|began| began.elapsed())
+            };
+            if let Some(since_last) = since_last
+                && since_last < MIN_FLUSH_GAP
+            {
+                // More callers arrive meanwhile, and this one flush covers them too.
+                std::thread::sleep(MIN_FLUSH_GAP - since_last);
+            }
+            let target = {
+                let mut state = self.lock();
+                state.last_began = Some(Instant::now());
                 state.issued
             };
             // Every ticket up to `target` was taken after its caller's writes: this flush,

@@ -195,8 +195,7 @@ impl Store {
     /// A repeated event id or a sequence at or below the subject's version writes nothing and
     /// says so. Blocking (one fsync).
     pub fn record_applied(&self, event: &AppliedEvent) -> Result<RecordOutcome, StoreError> {
-        let (outcome, _) = self.record_applied_inner(event, None, true)?;
-        Ok(outcome)
+        self.record_applied_inner(event)
     }
 
     /// Like [`Store::record_applied`], and in the same transaction appends `outcome_payload`
@@ -208,7 +207,12 @@ impl Store {
         outbox: &Outbox,
         outcome_payload: &[u8],
     ) -> Result<(RecordOutcome, Option<OutboxId>), StoreError> {
-        self.record_applied_inner(event, Some((outbox, outcome_payload)), true)
+        let recorded =
+            self.record_applied_with_outcome_unflushed(event, outbox, outcome_payload)?;
+        if recorded.0 == RecordOutcome::Recorded {
+            self.flush()?;
+        }
+        Ok(recorded)
     }
 
     /// Like [`Store::record_applied_with_outcome`] but **not yet durable** when it returns: the
@@ -221,82 +225,122 @@ impl Store {
         outbox: &Outbox,
         outcome_payload: &[u8],
     ) -> Result<(RecordOutcome, Option<OutboxId>), StoreError> {
-        self.record_applied_inner(event, Some((outbox, outcome_payload)), false)
+        self.record_applied_batch_unflushed(outbox, &[(event, outcome_payload)])
+            .pop()
+            .unwrap_or_else(|| {
+                Err(StoreError::Engine {
+                    operation: "record an applied event",
+                    detail: "no verdict for the event".to_owned(),
+                })
+            })
     }
 
-    fn record_applied_inner(
+    /// [`Store::record_applied_with_outcome_unflushed`] for several events in **one** sled
+    /// transaction: one verdict per event, in order. Each event is judged on its own (a
+    /// duplicate or stale one writes nothing and says so, the others are written), and the
+    /// transaction writes all of them or none. sled seals a log buffer for every transaction
+    /// (its I/O pool then writes it and wakes every idle I/O thread), so a worker settling
+    /// hundreds of events a second writes them in groups. Not yet durable when it returns.
+    /// Blocking (sled reads and writes, no fsync).
+    pub fn record_applied_batch_unflushed(
         &self,
-        event: &AppliedEvent,
-        outcome: Option<(&Outbox, &[u8])>,
-        flush: bool,
-    ) -> Result<(RecordOutcome, Option<OutboxId>), StoreError> {
-        if event.event_id.is_empty() {
-            return Err(StoreError::InvalidName {
-                field: "event id",
-                reason: "it is empty".to_owned(),
-            });
+        outbox: &Outbox,
+        events: &[(&AppliedEvent, &[u8])],
+    ) -> Vec<RecordVerdict> {
+        let mut verdicts: Vec<Option<RecordVerdict>> = Vec::with_capacity(events.len());
+        let mut valid = Vec::with_capacity(events.len());
+        for (index, (event, payload)) in events.iter().enumerate() {
+            match encode_applied(event) {
+                Ok(bytes) => {
+                    verdicts.push(None);
+                    valid.push((index, *event, bytes, *payload));
+                }
+                Err(error) => verdicts.push(Some(Err(error))),
+            }
         }
-        if event.record.subject.is_empty() {
-            return Err(StoreError::InvalidName {
-                field: "subject",
-                reason: "it is empty".to_owned(),
-            });
-        }
-        let record_bytes =
-            serde_json::to_vec(&event.record).map_err(|source| StoreError::Decode {
-                record: "ledger",
-                source,
-            })?;
-        let ledger = self.ledger_tree()?;
-        let versions = self.versions_tree()?;
-        let result = match outcome {
-            None => (&ledger, &versions).transaction(|(ledger, versions)| {
-                Ok(write_applied(ledger, versions, event, &record_bytes)?.map(|()| None))
-            }),
-            Some((outbox, payload)) => {
-                // An outbox append must become visible in id order (see Store::append_order).
-                let _order = outbox.store().lock_append_order();
-                (&ledger, &versions, outbox.tree()).transaction(|(ledger, versions, outbox)| {
-                    if let Err(verdict) = write_applied(ledger, versions, event, &record_bytes)? {
-                        return Ok(Err(verdict));
+        let trees = self
+            .ledger_tree()
+            .and_then(|ledger| Ok((ledger, self.versions_tree()?)));
+        let (ledger, versions) = match trees {
+            Ok(trees) => trees,
+            Err(error) => return copies_of(&error, events.len()),
+        };
+        let written = {
+            // An outbox append must become visible in id order (see Store::append_order).
+            let _order = outbox.store().lock_append_order();
+            (&ledger, &versions, outbox.tree()).transaction(|(ledger, versions, outbox)| {
+                let mut written = Vec::with_capacity(valid.len());
+                for (_, event, record_bytes, payload) in &valid {
+                    match write_applied(ledger, versions, event, record_bytes)? {
+                        Err(verdict) => written.push(Err(verdict)),
+                        Ok(()) => {
+                            let id = OutboxId::from_u64(outbox.generate_id()?);
+                            outbox.insert(&id.key()[..], *payload)?;
+                            written.push(Ok(id));
+                        }
                     }
-                    let id = OutboxId::from_u64(outbox.generate_id()?);
-                    outbox.insert(&id.key()[..], payload)?;
-                    Ok(Ok(Some(id)))
-                })
+                }
+                Ok(written)
+            })
+        };
+        let written = match written {
+            Ok(written) => written,
+            Err(TransactionError::Abort(verdict)) => {
+                let error = verdict_outcome(verdict)
+                    .err()
+                    .unwrap_or(StoreError::Engine {
+                        operation: "record an applied event",
+                        detail: "the transaction was aborted".to_owned(),
+                    });
+                return copies_of(&error, events.len());
+            }
+            Err(TransactionError::Storage(error)) => {
+                let error = StoreError::from_sled("record an applied event", error);
+                return copies_of(&error, events.len());
             }
         };
+        if written.iter().any(Result::is_ok) {
+            outbox.signal_appended();
+        }
+        for ((index, ..), written) in valid.iter().zip(written) {
+            verdicts[*index] = Some(match written {
+                Ok(id) => Ok((RecordOutcome::Recorded, Some(id))),
+                Err(verdict) => verdict_outcome(verdict).map(|outcome| (outcome, None)),
+            });
+        }
+        verdicts
+            .into_iter()
+            .map(|verdict| {
+                verdict.unwrap_or_else(|| {
+                    Err(StoreError::Engine {
+                        operation: "record an applied event",
+                        detail: "no verdict for the event".to_owned(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    fn record_applied_inner(&self, event: &AppliedEvent) -> Result<RecordOutcome, StoreError> {
+        let record_bytes = encode_applied(event)?;
+        let ledger = self.ledger_tree()?;
+        let versions = self.versions_tree()?;
+        let result = (&ledger, &versions).transaction(|(ledger, versions)| {
+            write_applied(ledger, versions, event, &record_bytes)
+        });
         let verdict = match result {
             Ok(verdict) => verdict,
-            Err(TransactionError::Abort(TxVerdict::BadVersion(len))) => {
-                return Err(StoreError::Malformed {
-                    record: "version",
-                    detail: format!("value of {len} bytes, expected 8"),
-                });
-            }
             Err(TransactionError::Abort(other)) => Err(other),
             Err(TransactionError::Storage(error)) => {
                 return Err(StoreError::from_sled("record an applied event", error));
             }
         };
-        if let (Ok(Some(_)), Some((outbox, _))) = (&verdict, outcome) {
-            outbox.signal_appended();
-        }
         match verdict {
-            Ok(outbox_id) => {
-                if flush {
-                    self.flush()?;
-                }
-                Ok((RecordOutcome::Recorded, outbox_id))
+            Ok(()) => {
+                self.flush()?;
+                Ok(RecordOutcome::Recorded)
             }
-            Err(TxVerdict::AlreadyRecorded(bytes)) => {
-                Ok((RecordOutcome::AlreadyRecorded(decode_record(&bytes)?), None))
-            }
-            Err(TxVerdict::Stale(current)) => Ok((RecordOutcome::Stale { current }, None)),
-            Err(TxVerdict::BadVersion(len)) => Err(StoreError::Malformed {
-                record: "version",
-                detail: format!("value of {len} bytes, expected 8"),
-            }),
+            Err(verdict) => verdict_outcome(verdict),
         }
     }
 }
@@ -391,6 +435,57 @@ fn write_applied(
         )?;
     }
     Ok(Ok(()))
+}
+
+/// What recording one event with its outcome came to: the outcome's outbox entry when the
+/// event was new to the ledger.
+pub type RecordVerdict = Result<(RecordOutcome, Option<OutboxId>), StoreError>;
+
+/// Checks an event's names and encodes its ledger record.
+fn encode_applied(event: &AppliedEvent) -> Result<Vec<u8>, StoreError> {
+    if event.event_id.is_empty() {
+        return Err(StoreError::InvalidName {
+            field: "event id",
+            reason: "it is empty".to_owned(),
+        });
+    }
+    if event.record.subject.is_empty() {
+        return Err(StoreError::InvalidName {
+            field: "subject",
+            reason: "it is empty".to_owned(),
+        });
+    }
+    serde_json::to_vec(&event.record).map_err(|source| StoreError::Decode {
+        record: "ledger",
+        source,
+    })
+}
+
+/// One copy of `error` per event of a batch that failed as a whole.
+fn copies_of<T>(error: &StoreError, count: usize) -> Vec<Result<T, StoreError>> {
+    (0..count)
+        .map(|_| {
+            Err(StoreError::Engine {
+                operation: "record an applied event",
+                detail: error.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// What a transaction's verdict tells the caller: a duplicate or stale event, or a malformed
+/// version.
+fn verdict_outcome(verdict: TxVerdict) -> Result<RecordOutcome, StoreError> {
+    match verdict {
+        TxVerdict::AlreadyRecorded(bytes) => {
+            Ok(RecordOutcome::AlreadyRecorded(decode_record(&bytes)?))
+        }
+        TxVerdict::Stale(current) => Ok(RecordOutcome::Stale { current }),
+        TxVerdict::BadVersion(len) => Err(StoreError::Malformed {
+            record: "version",
+            detail: format!("value of {len} bytes, expected 8"),
+        }),
+    }
 }
 
 /// Why a record transaction wrote nothing.

@@ -28,7 +28,8 @@ pub use cursor::{Cursor, CursorWrite};
 pub use delete_window::{DeleteKind, DeleteWindow};
 pub use error::StoreError;
 pub use ledger::{
-    AppliedEvent, AppliedRecord, AppliedResult, Ledger, RecordOutcome, VersionUpdate, Versions,
+    AppliedEvent, AppliedRecord, AppliedResult, Ledger, RecordOutcome, RecordVerdict,
+    VersionUpdate, Versions,
 };
 pub use mapping::{MappedKind, MappedState, Mapping, MappingRecord};
 pub use outbox::{Outbox, OutboxEntry, OutboxId, OutboxWatch, WatchWake};

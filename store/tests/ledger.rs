@@ -113,6 +113,88 @@ fn an_outcome_is_queued_in_the_same_transaction_only_when_recorded() {
 }
 
 #[test]
+fn a_group_of_records_judges_each_event_on_its_own_in_one_transaction() {
+    let (directory, store) = open_temp();
+    let outbox = store.outbox("outcomes").expect("outbox");
+    store
+        .record_applied(&event("old", "user-a", 5))
+        .expect("record");
+    let fresh = event("fresh", "user-b", 1);
+    let stale = event("stale", "user-a", 4);
+    let repeated = event("old", "user-a", 5);
+    let nameless = event("", "user-c", 1);
+    let next = event("next", "user-b", 2);
+    let verdicts: Vec<_> = store.record_applied_batch_unflushed(
+        &outbox,
+        &[
+            (&fresh, b"f"),
+            (&stale, b"s"),
+            (&repeated, b"r"),
+            (&nameless, b"n"),
+            (&next, b"x"),
+        ],
+    );
+    assert_eq!(verdicts.len(), 5, "one verdict per event, in order");
+    let fresh_id = match &verdicts[0] {
+        Ok((RecordOutcome::Recorded, Some(id))) => *id,
+        other => panic!("the new event is recorded with an outcome entry, got {other:?}"),
+    };
+    assert!(matches!(
+        verdicts[1],
+        Ok((RecordOutcome::Stale { current: 5 }, None))
+    ));
+    assert!(matches!(
+        verdicts[2],
+        Ok((RecordOutcome::AlreadyRecorded(_), None))
+    ));
+    let refused = verdicts[3]
+        .as_ref()
+        .expect_err("an empty event id is refused");
+    assert!(refused.to_string().contains("event id"), "{refused}");
+    // A later event of a subject written earlier in the same group sees that write.
+    let next_id = match &verdicts[4] {
+        Ok((RecordOutcome::Recorded, Some(id))) => *id,
+        other => panic!("the subject's next event is recorded too, got {other:?}"),
+    };
+    assert!(next_id > fresh_id, "outcome entries keep the group's order");
+    let payloads: Vec<_> = outbox
+        .pending(None, 10)
+        .expect("pending")
+        .into_iter()
+        .map(|entry| entry.payload)
+        .collect();
+    assert_eq!(payloads, vec![b"f".to_vec(), b"x".to_vec()]);
+
+    store.flush().expect("flush");
+    drop((outbox, store));
+    let store = Store::open(&directory.path().join("db")).expect("reopen");
+    assert_eq!(
+        store
+            .versions()
+            .expect("versions")
+            .get("user-b")
+            .expect("get"),
+        Some(2)
+    );
+    assert_eq!(
+        store
+            .versions()
+            .expect("versions")
+            .get("user-a")
+            .expect("get"),
+        Some(5)
+    );
+    assert!(
+        store
+            .ledger()
+            .expect("ledger")
+            .get("stale")
+            .expect("get")
+            .is_none()
+    );
+}
+
+#[test]
 fn compare_and_set_detects_a_version_that_moved() {
     let (_directory, store) = open_temp();
     let versions = store.versions().expect("versions");

@@ -27,6 +27,7 @@ mod outcomes;
 mod pacer;
 mod partition;
 mod pipeline;
+mod recorder;
 mod settings;
 mod tenant;
 
@@ -181,7 +182,7 @@ pub async fn start(
     let counters = Arc::new(Counters::default());
     let circuit = Arc::new(Circuit::new(circuit));
     let outcomes = store.outbox(OUTCOME_OUTBOX)?;
-    let (confirmations, confirmed_rounds) = outcomes::Confirmations::new(outcomes.clone());
+    let confirmations = outcomes::Confirmations::new(outcomes.clone());
     let ctx = Arc::new(WorkerContext {
         ledger: store.ledger()?,
         versions: store.versions()?,
@@ -198,9 +199,9 @@ pub async fn start(
             awaiting: awaiting::Awaiting::new(store.awaiting_licence()?, licence_recheck),
         },
         outcomes: outcomes.clone(),
+        recorder: recorder::Recorder::start(store.clone(), outcomes.clone()),
         confirmations,
         fold: Arc::clone(&fold),
-        store: store.clone(),
         dead_letters,
         topology: topology.clone(),
         circuit: Arc::clone(&circuit),
@@ -216,7 +217,7 @@ pub async fn start(
         topology.clone(),
         Arc::clone(&counters),
         worker_id.clone(),
-        confirmed_rounds,
+        ctx.confirmations.clone(),
         relay_stop.clone(),
     ));
     let resumer = tokio::spawn(awaiting::run(
@@ -263,6 +264,7 @@ pub async fn start(
         relay_stop.cancel();
         let _ = relay.await;
         let _ = resumer.await;
+        ctx.recorder.close().await;
         fold_stop.cancel();
         let _ = folding.await;
         if let Err(error) = ctx.dead_letters.close().await {

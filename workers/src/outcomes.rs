@@ -2,7 +2,8 @@
 //! written to the worker's sled outbox `outcomes` together with the ledger entry, and relayed
 //! to the `{prefix}.outcomes` fan-out exchange by one task.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
@@ -10,7 +11,7 @@ use moss_broker::{Headers, OutgoingMessage, Persistence, PublishError, Publisher
 use moss_schemas::Envelope;
 use moss_store::{Outbox, OutboxId, StoreError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::counters::Counters;
@@ -99,16 +100,32 @@ impl OutcomeEvent {
 pub const OUTCOME_WORKER_ID: &str = "moss-worker-id";
 
 /// Lets a lane wait until the relay has had an outcome entry confirmed by RabbitMQ.
+///
+/// Each waiting lane is woken by the relay round that removed its own entry, and by no other:
+/// with hundreds of lanes waiting, waking all of them after every round (each reading the
+/// outbox again to see whether its entry was among the removed) cost more CPU than the
+/// events' own work.
 #[derive(Debug, Clone)]
 pub(crate) struct Confirmations {
     outbox: Outbox,
-    rounds: watch::Receiver<u64>,
+    waiting: Arc<Mutex<HashMap<OutboxId, Vec<oneshot::Sender<()>>>>>,
 }
 
+/// How long a lane waits for its wake-up before it looks at the outbox itself: covers a relay
+/// that has stopped (shutdown).
+const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
 impl Confirmations {
-    pub(crate) fn new(outbox: Outbox) -> (Confirmations, watch::Sender<u64>) {
-        let (sender, rounds) = watch::channel(0);
-        (Confirmations { outbox, rounds }, sender)
+    pub(crate) fn new(outbox: Outbox) -> Confirmations {
+        Confirmations {
+            outbox,
+            waiting: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OutboxId, Vec<oneshot::Sender<()>>>> {
+        // A map of senders: a panic while holding the lock cannot leave it half-updated.
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Returns once entry `id` has left the outbox: RabbitMQ confirmed it (routed to every
@@ -116,37 +133,61 @@ impl Confirmations {
     /// in RabbitMQ must not be acknowledged (another worker taking the partition over would
     /// not know it was applied).
     pub(crate) async fn wait(&self, id: OutboxId) -> Result<(), StoreError> {
-        let mut rounds = self.rounds.clone();
         loop {
-            rounds.borrow_and_update();
+            // Registered before looking: a removal after the look finds the sender; one
+            // before it is seen by the look.
+            let (sender, confirmed) = oneshot::channel();
+            self.lock().entry(id).or_default().push(sender);
             if !self.outbox.contains(id)? {
+                self.lock().remove(&id);
                 return Ok(());
             }
-            // A relay round that removes entries bumps `rounds`; the timeout covers a relay
-            // that has stopped (shutdown) or a missed wake-up.
-            let _ = tokio::time::timeout(Duration::from_millis(500), rounds.changed()).await;
+            if let Ok(Ok(())) = tokio::time::timeout(LOOK_AGAIN_AFTER, confirmed).await {
+                return Ok(());
+            }
+            self.lock().remove(&id);
+        }
+    }
+
+    /// The relay removed `ids` from the outbox: wakes the lanes waiting for them.
+    fn removed(&self, ids: &[OutboxId]) {
+        let senders: Vec<_> = {
+            let mut waiting = self.lock();
+            if waiting.is_empty() {
+                return;
+            }
+            ids.iter().filter_map(|id| waiting.remove(id)).collect()
+        };
+        for sender in senders.into_iter().flatten() {
+            let _ = sender.send(());
         }
     }
 }
 
 /// Publishes the outbox to `{prefix}.outcomes` until `shutdown`, then once more. After each
-/// round that removed confirmed entries it bumps `rounds` (see [`Confirmations`]).
+/// round it wakes the lanes waiting for the entries it removed (see [`Confirmations`]).
 pub(crate) async fn relay(
     outbox: Outbox,
     publisher: Publisher,
     topology: Topology,
     counters: Arc<Counters>,
     worker_id: String,
-    rounds: watch::Sender<u64>,
+    confirmations: Confirmations,
     shutdown: CancellationToken,
 ) {
     let exchange = topology.outcomes_exchange();
     let mut pause = Duration::from_millis(200);
     loop {
         let mut watch = outbox.watch();
-        let published =
-            publish_pending(&outbox, &publisher, &exchange, &worker_id, &counters).await;
-        rounds.send_modify(|round| *round = round.wrapping_add(1));
+        let published = publish_pending(
+            &outbox,
+            &publisher,
+            &exchange,
+            &worker_id,
+            &counters,
+            &confirmations,
+        )
+        .await;
         let stopping = shutdown.is_cancelled();
         match published {
             Ok(0) if stopping => return,
@@ -178,6 +219,7 @@ async fn publish_pending(
     exchange: &str,
     worker_id: &str,
     counters: &Counters,
+    confirmations: &Confirmations,
 ) -> Result<usize, ()> {
     let entries = match outbox.pending(None, 256) {
         Ok(entries) => entries,
@@ -222,6 +264,7 @@ async fn publish_pending(
         tracing::error!(error = %error, "cannot remove published outcome events from the outbox");
         return Err(());
     }
+    confirmations.removed(&done);
     counters
         .outcomes_published
         .fetch_add(done.len() as u64, std::sync::atomic::Ordering::Relaxed);

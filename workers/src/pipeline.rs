@@ -11,7 +11,7 @@ use moss_broker::{Delivery, Headers, Publisher, Topology};
 use moss_schemas::{DecodeError, Envelope};
 use moss_store::{
     AppliedEvent, AppliedRecord, AppliedResult, Ledger, Outbox, OutboxId, Quarantine,
-    QuarantineRecord, Store, StoreError, Versions,
+    QuarantineRecord, StoreError, Versions,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,7 @@ use crate::fold::Fold;
 use crate::handlers;
 use crate::outcome::{Failure, FailureClass, Outcome};
 use crate::outcomes::{Confirmations, OutcomeEvent, OutcomeKind};
+use crate::recorder::Recorder;
 use crate::settings::RetrySettings;
 use crate::tenant::{Tenant, unix_ms};
 
@@ -36,12 +37,13 @@ const HAND_BACK_AFTER: Duration = Duration::from_secs(20 * 60);
 /// Everything the pipeline shares across partitions and lanes.
 #[derive(Debug)]
 pub(crate) struct WorkerContext {
-    pub(crate) store: Store,
     pub(crate) ledger: Ledger,
     pub(crate) versions: Versions,
     pub(crate) quarantine: Quarantine,
     pub(crate) delete_guard: DeleteGuard,
     pub(crate) outcomes: Outbox,
+    /// Writes settled events to the ledger in groups.
+    pub(crate) recorder: Recorder,
     /// Tells a lane when RabbitMQ has confirmed an outcome entry.
     pub(crate) confirmations: Confirmations,
     /// Other workers' outcomes and the takeover barrier.
@@ -242,7 +244,11 @@ async fn decide(
     event: &Envelope,
     channel_lost: &CancellationToken,
 ) -> Settlement {
-    let admitted = {
+    // Usually three point reads that sled answers from its cache: done on the runtime thread,
+    // since handing them to a blocking thread cost two thread switches per event, more than
+    // the reads. A replay may forget a ledger entry or lift a quarantine (an fsync each): that
+    // runs on a blocking thread.
+    let admitted = if delivery.headers.get_str(REPLAY_OF).is_some() {
         let ctx = Arc::clone(ctx);
         let headers = delivery.headers.clone();
         let event = event.clone();
@@ -256,15 +262,29 @@ async fn decide(
             )
         })
         .await
+        .unwrap_or_else(|join_error| {
+            Err(StoreError::Engine {
+                operation: "check the ledger",
+                detail: join_error.to_string(),
+            })
+        })
+    } else {
+        admit(
+            &ctx.ledger,
+            &ctx.versions,
+            &ctx.quarantine,
+            &delivery.headers,
+            event,
+        )
     };
     match admitted {
-        Ok(Ok(Admit::Proceed)) => guarded_attempt(ctx, delivery, event, channel_lost).await,
-        Ok(Ok(Admit::Duplicate)) => Settlement::Duplicate,
-        Ok(Ok(Admit::Stale { current })) => Settlement::Done {
+        Ok(Admit::Proceed) => guarded_attempt(ctx, delivery, event, channel_lost).await,
+        Ok(Admit::Duplicate) => Settlement::Duplicate,
+        Ok(Admit::Stale { current }) => Settlement::Done {
             outcome: Outcome::Stale { current },
             attempts: 0,
         },
-        Ok(Ok(Admit::Quarantined { blocking_event_id })) => Settlement::Done {
+        Ok(Admit::Quarantined { blocking_event_id }) => Settlement::Done {
             outcome: Outcome::DeadLetter {
                 reason: Failure::local(
                     FailureClass::Quarantined,
@@ -276,12 +296,8 @@ async fn decide(
             },
             attempts: 0,
         },
-        Ok(Err(error)) => {
+        Err(error) => {
             tracing::error!(error = %error, event_id = %event.id, "the ledger cannot be read; handing the delivery back");
-            pause_then_hand_back(ctx).await
-        }
-        Err(join_error) => {
-            tracing::error!(error = %join_error, "a ledger check failed; handing the delivery back");
             pause_then_hand_back(ctx).await
         }
     }
@@ -642,20 +658,8 @@ async fn record(
             recorded_at_unix_ms: unix_ms(),
         },
     };
-    let store = ctx.store.clone();
-    let ctx = Arc::clone(ctx);
-    let outcome_id = tokio::task::spawn_blocking(move || {
-        ctx.store
-            .record_applied_with_outcome_unflushed(&applied, &ctx.outcomes, &payload)
-            .map(|(_, id)| id)
-    })
-    .await
-    .map_err(|join_error| StoreError::Engine {
-        operation: "record an applied event",
-        detail: join_error.to_string(),
-    })??;
-    // Durable before the caller acks; the fsync is shared with every lane settling now.
-    store.flush_grouped().await?;
+    // Durable before the caller acks; written and flushed with every lane settling now.
+    let outcome_id = ctx.recorder.record(applied, payload).await?;
     Ok(outcome_id)
 }
 
@@ -764,6 +768,7 @@ async fn hand_back(ctx: &WorkerContext, delivery: &Delivery) -> JobEnd {
 #[cfg(test)]
 mod tests {
     use moss_schemas::{EventData, Sequence, Source, Subject, UserReactivated};
+    use moss_store::Store;
 
     use super::*;
 

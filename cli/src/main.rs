@@ -2,6 +2,14 @@
 //! over to a library's `run`. Every operator mistake ends as one plain sentence on stderr and a
 //! non-zero exit, never a panic or a stack trace.
 
+/// jemalloc instead of glibc's malloc: the worker, the producer and the emulator allocate and
+/// free small buffers (request and response bodies, JSON, AMQP frames) for every event, and
+/// glibc's allocator took a seventh of a busy worker's CPU (see docs/PERFORMANCE.md).
+/// Its options are compiled in (`.cargo/config.toml`: freed pages go back to the system within
+/// a second instead of ten, which keeps a worker's peak memory where it was with glibc).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod commands;
 mod config;
 mod dashboard;

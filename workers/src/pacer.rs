@@ -19,7 +19,8 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, PartialEq)]
 pub struct PacingSettings {
     /// The starting rate. Graph documents about 3,000 writes per 150 s per app and tenant
-    /// (20/s); the default starts a little under it.
+    /// (20/s); the default starts at it (the tenant's `x-ms-throttle-limit-percentage` and its
+    /// 429s lower it when other writers share the budget).
     pub initial_rate: f64,
     /// Never slower than this.
     pub min_rate: f64,
@@ -39,11 +40,11 @@ pub struct PacingSettings {
 }
 
 impl Default for PacingSettings {
-    /// 15 writes/s to start, between 0.5 and 40, +1/s per second of success (+0.1 near the
+    /// 20 writes/s to start, between 0.5 and 40, +1/s per second of success (+0.1 near the
     /// limit), halved on a 429 (lowered by a tenth on one near the limit).
     fn default() -> PacingSettings {
         PacingSettings {
-            initial_rate: 15.0,
+            initial_rate: 20.0,
             min_rate: 0.5,
             max_rate: 40.0,
             additive_increase: 1.0,

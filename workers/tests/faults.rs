@@ -121,7 +121,7 @@ async fn throttling_is_obeyed_and_the_write_rate_adapts_without_a_storm_of_429s(
     let mut system = System::spawn().await;
     system.emulator.set_throttling(ThrottlingSettings {
         enabled: true,
-        // 8 writes per 2 s: the worker starts at 15/s and must find about 4/s.
+        // 8 writes per 2 s: the worker starts at 20/s and must find about 4/s.
         write_limit: 8,
         write_window_secs: 2,
         ..ThrottlingSettings::default()

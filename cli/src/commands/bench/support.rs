@@ -159,7 +159,7 @@ impl OutcomeCounts {
 /// How the worker child paces its writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pacing {
-    /// `moss worker` exactly as shipped (adaptive pacer from 15 writes/s, at most 40).
+    /// `moss worker` exactly as shipped (adaptive pacer from 20 writes/s, at most 40).
     Shipped,
     /// The same worker with the write pacer lifted, to measure the pipeline itself.
     Lifted,

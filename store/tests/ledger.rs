@@ -8,6 +8,14 @@ fn open_temp() -> (tempfile::TempDir, Store) {
     (directory, store)
 }
 
+fn version(store: &Store, subject: &str) -> Option<u64> {
+    store
+        .versions()
+        .expect("versions")
+        .get(subject)
+        .expect("get")
+}
+
 fn event(event_id: &str, subject: &str, sequence: u64) -> AppliedEvent {
     AppliedEvent {
         event_id: event_id.to_owned(),
@@ -31,14 +39,7 @@ fn recording_an_event_writes_the_ledger_and_the_version_together() {
         store.ledger().expect("ledger").get("e1").expect("get"),
         Some(event("e1", "user-a", 5).record)
     );
-    assert_eq!(
-        store
-            .versions()
-            .expect("versions")
-            .get("user-a")
-            .expect("get"),
-        Some(5)
-    );
+    assert_eq!(version(&store, "user-a"), Some(5));
 }
 
 #[test]
@@ -54,14 +55,7 @@ fn a_repeated_event_id_is_already_recorded() {
         again,
         RecordOutcome::AlreadyRecorded(event("e1", "user-a", 5).record)
     );
-    assert_eq!(
-        store
-            .versions()
-            .expect("versions")
-            .get("user-a")
-            .expect("get"),
-        Some(5)
-    );
+    assert_eq!(version(&store, "user-a"), Some(5));
 }
 
 #[test]
@@ -168,22 +162,8 @@ fn a_group_of_records_judges_each_event_on_its_own_in_one_transaction() {
     store.flush().expect("flush");
     drop((outbox, store));
     let store = Store::open(&directory.path().join("db")).expect("reopen");
-    assert_eq!(
-        store
-            .versions()
-            .expect("versions")
-            .get("user-b")
-            .expect("get"),
-        Some(2)
-    );
-    assert_eq!(
-        store
-            .versions()
-            .expect("versions")
-            .get("user-a")
-            .expect("get"),
-        Some(5)
-    );
+    assert_eq!(version(&store, "user-b"), Some(2));
+    assert_eq!(version(&store, "user-a"), Some(5));
     assert!(
         store
             .ledger()
@@ -219,14 +199,7 @@ fn a_dead_lettered_event_keeps_the_version_and_its_replay_applies() {
     let mut dead = event("e1", "user-a", 5);
     dead.record.result = AppliedResult::DeadLettered;
     store.record_applied(&dead).expect("record");
-    assert_eq!(
-        store
-            .versions()
-            .expect("versions")
-            .get("user-a")
-            .expect("get"),
-        None
-    );
+    assert_eq!(version(&store, "user-a"), None);
     store
         .ledger()
         .expect("ledger")

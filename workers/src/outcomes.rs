@@ -279,8 +279,62 @@ async fn publish_pending(
 mod tests {
     use moss_schemas::{EventData, Sequence, Source, Subject, UserRemoved};
 
+    use tokio::time::Instant;
+
     use super::*;
     use crate::outcome::FailureClass;
+
+    /// Waits for `id` on a task of its own; the task answers how long the wait took.
+    fn timed_wait(
+        confirmations: &Confirmations,
+        id: OutboxId,
+    ) -> tokio::task::JoinHandle<Duration> {
+        let confirmations = confirmations.clone();
+        tokio::spawn(async move {
+            let began = Instant::now();
+            confirmations.wait(id).await.unwrap();
+            began.elapsed()
+        })
+    }
+
+    /// In paused time the clock moves only when every task waits, so the virtual time a wait
+    /// took says what ended it: 0 for the relay's wake-up, 1 s for the fallback look.
+    #[tokio::test(start_paused = true)]
+    async fn a_lane_is_woken_by_the_round_that_removed_its_entry_and_otherwise_looks_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = moss_store::Store::open(dir.path()).unwrap();
+        let outbox = store.outbox("outcomes").unwrap();
+        let confirmations = Confirmations::new(outbox.clone());
+        let mine = outbox.append(b"mine").unwrap();
+        let other = outbox.append(b"other").unwrap();
+
+        let waiting = timed_wait(&confirmations, mine);
+        tokio::task::yield_now().await;
+        // A round that removed another entry does not end the wait.
+        outbox.remove_all(&[other]).unwrap();
+        confirmations.removed(&[other]);
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "only its own entry's removal ends a wait"
+        );
+        outbox.remove_all(&[mine]).unwrap();
+        confirmations.removed(&[mine]);
+        assert_eq!(waiting.await.unwrap(), Duration::ZERO, "woken by the round");
+
+        // An entry already gone: at once.
+        let began = Instant::now();
+        confirmations.wait(mine).await.unwrap();
+        assert_eq!(began.elapsed(), Duration::ZERO);
+
+        // Removed without a wake-up (a relay that stopped): found by looking again.
+        let late = outbox.append(b"late").unwrap();
+        let waiting = timed_wait(&confirmations, late);
+        tokio::task::yield_now().await;
+        outbox.remove_all(&[late]).unwrap();
+        assert_eq!(waiting.await.unwrap(), LOOK_AGAIN_AFTER);
+        assert!(confirmations.lock().is_empty(), "no sender is left behind");
+    }
 
     #[test]
     fn an_outcome_event_names_the_event_the_outcome_and_the_request_ids() {

@@ -232,7 +232,13 @@ impl System {
 
     pub async fn finish(mut self) {
         if let Some(worker) = self.worker.take() {
+            // The worker's own outcome queue outlives it by design (7-day expiry): a test
+            // deletes it, as it deletes its topology.
+            let own_queue = worker.outcome_queue().to_owned();
             worker.shutdown().await.expect("worker stops cleanly");
+            if let Err(error) = moss_broker::baseline::delete_queue(AMQP_URL, &own_queue).await {
+                eprintln!("cannot delete the worker's outcome queue {own_queue}: {error}");
+            }
         }
         if let Some(producer) = self.producer.take() {
             producer.shutdown().await;

@@ -237,7 +237,8 @@ impl Store {
 
     /// [`Store::record_applied_with_outcome_unflushed`] for several events in **one** sled
     /// transaction: one verdict per event, in order. Each event is judged on its own (a
-    /// duplicate or stale one writes nothing and says so, the others are written), and the
+    /// duplicate or stale one, or one whose subject's stored version is malformed, writes
+    /// nothing and says so; the others are written), and the
     /// transaction writes all of them or none. sled seals a log buffer for every transaction
     /// (its I/O pool then writes it and wakes every idle I/O thread), so a worker settling
     /// hundreds of events a second writes them in groups. Not yet durable when it returns.
@@ -271,9 +272,14 @@ impl Store {
             (&ledger, &versions, outbox.tree()).transaction(|(ledger, versions, outbox)| {
                 let mut written = Vec::with_capacity(valid.len());
                 for (_, event, record_bytes, payload) in &valid {
-                    match write_applied(ledger, versions, event, record_bytes)? {
-                        Err(verdict) => written.push(Err(verdict)),
-                        Ok(()) => {
+                    match write_applied(ledger, versions, event, record_bytes) {
+                        // A malformed version is this event's problem: the group's other
+                        // events are still written (write_applied wrote nothing for it).
+                        Ok(Err(verdict)) | Err(ConflictableTransactionError::Abort(verdict)) => {
+                            written.push(Err(verdict));
+                        }
+                        Err(other) => return Err(other),
+                        Ok(Ok(())) => {
                             let id = OutboxId::from_u64(outbox.generate_id()?);
                             outbox.insert(&id.key()[..], *payload)?;
                             written.push(Ok(id));
@@ -508,4 +514,63 @@ fn decode_version(bytes: &[u8]) -> Result<u64, StoreError> {
         detail: format!("value of {} bytes, expected 8", bytes.len()),
     })?;
     Ok(u64::from_be_bytes(array))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(id: &str, subject: &str) -> AppliedEvent {
+        AppliedEvent {
+            event_id: id.to_owned(),
+            record: AppliedRecord {
+                subject: subject.to_owned(),
+                sequence: 7,
+                result: AppliedResult::Applied,
+                recorded_at_unix_ms: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_malformed_version_fails_its_own_event_and_not_the_rest_of_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let outbox = store.outbox("outcomes").unwrap();
+        store
+            .versions_tree()
+            .unwrap()
+            .insert("broken-user", &b"abc"[..])
+            .unwrap();
+        let before = applied("before", "user-a");
+        let broken = applied("broken", "broken-user");
+        let after = applied("after", "user-b");
+        let verdicts = store.record_applied_batch_unflushed(
+            &outbox,
+            &[(&before, b"1"), (&broken, b"2"), (&after, b"3")],
+        );
+        assert!(matches!(
+            verdicts[0],
+            Ok((RecordOutcome::Recorded, Some(_)))
+        ));
+        let error = verdicts[1]
+            .as_ref()
+            .expect_err("the malformed version is reported");
+        assert!(
+            error.to_string().contains("version"),
+            "the error names the record: {error}"
+        );
+        assert!(matches!(
+            verdicts[2],
+            Ok((RecordOutcome::Recorded, Some(_)))
+        ));
+        let ledger = store.ledger().unwrap();
+        assert!(ledger.get("before").unwrap().is_some());
+        assert!(
+            ledger.get("broken").unwrap().is_none(),
+            "nothing written for it"
+        );
+        assert!(ledger.get("after").unwrap().is_some());
+        assert_eq!(outbox.len(), 2);
+    }
 }
